@@ -1,0 +1,11 @@
+"""genlib's architectures, by the `model_type` their config.json names."""
+
+from genlib.models.base import GenlibModel
+from genlib.models.gan import Generator
+
+# model_type -> class. Filled explicitly: the architecture is the code, no plugin system.
+MODEL_TYPES: dict[str, type[GenlibModel]] = {
+    Generator.model_type: Generator,
+}
+
+__all__ = ["GenlibModel", "MODEL_TYPES"]

@@ -1,0 +1,107 @@
+"""The base class every genlib architecture derives from.
+
+Saving and pushing come from huggingface_hub's ModelHubMixin (config.json, model card, upload);
+loading goes through genlib's own validated loader (see `genlib.loading`), because the mixin's
+default loader takes no `owner/name@rev` reference and would fall back to pickle files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from huggingface_hub import ModelHubMixin
+from safetensors.torch import save_file
+from torch import nn
+
+
+class GenlibModel(
+    nn.Module,
+    ModelHubMixin,
+    library_name="genlib",
+    repo_url="https://github.com/genlib/genlib",
+):
+    """A torch module with a config dataclass, Hub-layout saving and genlib loading.
+
+    Subclasses set `model_type` (the `model_type` field of config.json), `task`
+    ("faces", "landscapes" or "text") and `config_class`, and implement `config_from_dict`.
+    """
+
+    model_type: ClassVar[str] = ""
+    task: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+
+    # Filled in by the loader: where the weights came from (see genlib.hub.ModelSource).
+    source: Any = None
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    # ----- config -----
+    @classmethod
+    def config_from_dict(cls, d: dict[str, Any]) -> Any:
+        """Build and validate the config from a config.json dict; raise BadConfig naming the field."""
+        raise NotImplementedError
+
+    def config_to_dict(self) -> dict[str, Any]:
+        """The config.json content (must include `model_type`)."""
+        return {"model_type": self.model_type, **asdict(self.config)}
+
+    # ----- weights -----
+    def expected_tensors(self) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every tensor model.safetensors must hold (works on the meta device)."""
+        return {k: tuple(v.shape) for k, v in self.state_dict().items()}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Take already-validated tensors (the model was built on the meta device)."""
+        self.load_state_dict(tensors, strict=True, assign=True)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute buffers that are not saved (e.g. RoPE tables) after a meta-device build."""
+
+    def post_load(self, folder: Path) -> None:
+        """Read extra files of the model folder (e.g. tokenizer.json) after the weights are loaded."""
+
+    def tensors_to_save(self) -> dict[str, torch.Tensor]:
+        """The tensors written to model.safetensors (same names as `expected_tensors`)."""
+        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+
+    def extra_files(self) -> dict[str, bytes]:
+        """Other files of the model folder (e.g. tokenizer.json), name -> bytes."""
+        return {}
+
+    # ----- ModelHubMixin hooks -----
+    def _save_pretrained(self, save_directory: Path) -> None:
+        tensors = self.tensors_to_save()
+        save_file(tensors, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
+        (save_directory / "config.json").write_text(json.dumps(self.config_to_dict(), indent=2) + "\n")
+        for name, data in self.extra_files().items():
+            (save_directory / name).write_bytes(data)
+
+    @classmethod
+    def from_pretrained(cls, ref: str | Path, **kwargs: Any) -> GenlibModel:  # type: ignore[override]
+        """Load `ref` (embedded name, folder, or `owner/name@rev`) and check it is of this class."""
+        from genlib.loading import load
+
+        model = load(str(ref), **kwargs)
+        if not isinstance(model, cls):
+            from genlib.errors import WrongTask
+
+            raise WrongTask(f"{ref} is a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    # ----- info -----
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
