@@ -111,10 +111,13 @@ class Generator(GenlibModel):
             x = block(x)
         return torch.tanh(self.to_rgb(x))
 
-    def forward(self, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, truncation: float | list[float] = 1.0) -> torch.Tensor:
+        """Truncation ψ is one number or one per row (so a batch can mix users' settings)."""
         w = self.mapping(z)
-        if truncation != 1.0:
-            w = self.w_avg + truncation * (w - self.w_avg)
+        psi = torch.as_tensor(truncation, dtype=w.dtype, device=w.device)
+        psi = psi.reshape(-1, 1) if psi.ndim else psi
+        # Always applied, even for ψ = 1, so every path gives bit-identical images for a seed.
+        w = self.w_avg + psi * (w - self.w_avg)
         return self.synthesis(w)
 
     # ----- generation API -----
@@ -124,7 +127,7 @@ class Generator(GenlibModel):
         return torch.stack(zs)
 
     @torch.no_grad()
-    def images_from_latents(self, z: torch.Tensor, truncation: float = 1.0) -> list[Image.Image]:
+    def images_from_latents(self, z: torch.Tensor, truncation: float | list[float] = 1.0) -> list[Image.Image]:
         x = self(z.to(self.device, self.dtype), truncation=truncation)
         return tensor_to_pil(x)
 

@@ -18,20 +18,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from genlib.models.gan import Discriminator, GANConfig, Generator, tensor_to_pil
+from genlib.images import grid
+from genlib.models.gan import Discriminator, GANConfig, Generator
 from genlib.train.checkpoint import load_checkpoint, save_checkpoint
 from genlib.train.data import load_images, split_names, zip_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m genlib.train.gan", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m genlib.train.gan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", type=Path, default=Path("../shared/data/faces/train.zip"), help="zip of face JPEGs")
     p.add_argument("--out", type=Path, default=Path("weights/faces-gan64"), help="model folder written at the end")
-    p.add_argument("--run-dir", type=Path, default=Path("~/genlib-runs/faces").expanduser(),
-                   help="checkpoints, log and sample grids (outside the repo)")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("~/genlib-runs/faces").expanduser(),
+        help="checkpoints, log and sample grids (outside the repo)",
+    )
     p.add_argument("--minutes", type=float, default=65.0, help="training time budget, summed over resumes")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--channels", type=int, default=32)
@@ -55,15 +60,6 @@ def log(run_dir: Path, msg: str) -> None:
     print(line, flush=True)
     with open(run_dir / "log.txt", "a") as f:
         f.write(line + "\n")
-
-
-def grid(images: list[Image.Image], cols: int) -> Image.Image:
-    w, h = images[0].size
-    rows = (len(images) + cols - 1) // cols
-    out = Image.new("RGB", (cols * w, rows * h))
-    for i, im in enumerate(images):
-        out.paste(im, ((i % cols) * w, (i // cols) * h))
-    return out
 
 
 def real_batch(data: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
@@ -94,8 +90,13 @@ def main(argv: list[str] | None = None) -> None:
     data = load_images(args.data, train_names, args.resolution, cache_dir=run_dir)
     log(run_dir, f"decoded {data.shape} in {time.time() - t0:.1f}s")
 
-    cfg = GANConfig(resolution=args.resolution, z_dim=args.z_dim, w_dim=args.z_dim, channels=args.channels,
-                    max_channels=args.max_channels)
+    cfg = GANConfig(
+        resolution=args.resolution,
+        z_dim=args.z_dim,
+        w_dim=args.z_dim,
+        channels=args.channels,
+        max_channels=args.max_channels,
+    )
     g, d = Generator(cfg), Discriminator(cfg)
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.0, 0.99))
@@ -148,15 +149,20 @@ def main(argv: list[str] | None = None) -> None:
         if step % 50 == 0:
             ld, lg, dr, df = np.mean(stats, axis=0)
             rate = 50 * args.batch / (time.time() - tick)
-            log(run_dir, f"step {step} img {step * args.batch} min {train_s / 60:.1f} loss_d {ld:.3f} loss_g {lg:.3f} "
-                         f"D(real) {dr:.2f} D(fake) {df:.2f} {rate:.1f} img/s")
+            log(
+                run_dir,
+                f"step {step} img {step * args.batch} min {train_s / 60:.1f} loss_d {ld:.3f} loss_g {lg:.3f} "
+                f"D(real) {dr:.2f} D(fake) {df:.2f} {rate:.1f} img/s",
+            )
             tick, stats = time.time(), []
         if time.time() - last_sample > args.sample_minutes * 60:
             finalise_w_avg(g_ema)
             grid(g_ema.images_from_latents(fixed_z), 8).save(run_dir / "samples" / f"{step:07d}.png")
             last_sample = time.time()
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
-            save_checkpoint(ckpt, modules, optims, {"step": step, "train_seconds": train_s, "images": step * args.batch})
+            save_checkpoint(
+                ckpt, modules, optims, {"step": step, "train_seconds": train_s, "images": step * args.batch}
+            )
             last_ckpt = time.time()
 
     save_checkpoint(ckpt, modules, optims, {"step": step, "train_seconds": train_s, "images": step * args.batch})

@@ -1,0 +1,285 @@
+"""genlib's Gradio app: faces (GAN), landscapes (VAE) and text (transformer), on the embedded models by default.
+
+    python app.py                 # http://127.0.0.1:7860, offline, embedded models
+    python app.py --share         # also a public share link (needs network)
+    python app.py --mcp           # also Gradio's MCP server
+
+Layout and wiring only: every function here calls genlib.service.LocalService.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import threading
+
+import gradio as gr
+
+from genlib.errors import GenlibError
+from genlib.hub import EMBEDDED, WEIGHTS_DIR
+from genlib.images import AI_LABEL
+from genlib.service import MAX_FRAMES, FaceRequest, LocalService
+
+service = LocalService()
+MODEL_LIMIT = dict(concurrency_id="models", concurrency_limit=2, time_limit=180)
+MAX_PROMPT_CHARS = 4000
+MAX_NEW_TOKENS = 512
+_stop_flags: dict[str, threading.Event] = {}
+
+CSS = ".ai-label {font-weight: 600; color: #b45309} footer {visibility: hidden}"
+THEME = gr.themes.Soft()
+
+
+def embedded_ready(name: str) -> bool:
+    return (WEIGHTS_DIR / EMBEDDED[name] / "model.safetensors").is_file()
+
+
+def not_ready_note(name: str) -> str:
+    if embedded_ready(name):
+        return ""
+    return f"**The embedded {name} model has not been trained and committed yet.** Enter a Hub repo id to load one."
+
+
+def one_line(e: Exception) -> gr.Error:
+    """Turn a genlib error into the one-line message the user sees."""
+    return gr.Error(f"{type(e).__name__}: {e}", print_exception=False)
+
+
+# ----- model pickers -----
+def load_model(ref: str, task: str, progress: gr.Progress) -> str:
+    progress(0, desc=f"loading {ref}")
+    try:
+        return "Loaded: " + service.load(ref, task)
+    except GenlibError as e:
+        raise one_line(e) from e
+
+
+def load_faces(ref: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:  # noqa: B008
+    return load_model(ref, "faces", progress)
+
+
+def load_landscapes(ref: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:  # noqa: B008
+    return load_model(ref, "landscapes", progress)
+
+
+def load_text(ref: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:  # noqa: B008
+    return load_model(ref, "text", progress)
+
+
+# ----- faces -----
+def generate_faces(models, seeds, ns, truncations, sizes, methods):  # noqa: ANN001
+    """Batched: each argument is a list with one entry per queued request (many users, one forward pass).
+
+    A bad request gets an empty gallery without failing the others batched with it; alone, it gets the error.
+    """
+    reqs = [
+        FaceRequest(m, s, n, t, z, me)
+        for m, s, n, t, z, me in zip(models, seeds, ns, truncations, sizes, methods, strict=True)
+    ]
+    errors = [service.check_face_request(r) for r in reqs]
+    good = [r for r, e in zip(reqs, errors, strict=True) if e is None]
+    if not good:
+        raise one_line(errors[0])
+    try:
+        results = iter(service.faces(good))
+    except GenlibError as e:
+        raise one_line(e) from e
+    return [[[str(p) for p in next(results)] if e is None else [] for e in errors]]
+
+
+def interpolate_faces(
+    model: str, seed_a: float, seed_b: float, frames: float, truncation: float, size: float, method: str
+):
+    try:
+        gif, paths = service.face_interpolation(
+            model, int(seed_a), int(seed_b), int(frames), float(truncation), int(size), method
+        )
+    except GenlibError as e:
+        raise one_line(e) from e
+    return str(gif), [str(gif)] + [str(p) for p in paths]
+
+
+# ----- text -----
+def validate_text(model, prompt, chat, max_new_tokens, temperature, top_p, top_k, seed):  # noqa: ANN001
+    return [
+        gr.validate(True, ""),
+        gr.validate(
+            bool(prompt and prompt.strip()) and len(prompt) <= MAX_PROMPT_CHARS,
+            f"enter a prompt of 1 to {MAX_PROMPT_CHARS} characters",
+        ),
+        gr.validate(True, ""),
+        gr.validate(
+            max_new_tokens is not None and 1 <= max_new_tokens <= MAX_NEW_TOKENS,
+            f"max new tokens must be in [1, {MAX_NEW_TOKENS}]",
+        ),
+        gr.validate(temperature is not None and temperature >= 0, "temperature must be >= 0"),
+        gr.validate(top_p is not None and 0 < top_p <= 1, "top-p must be in (0, 1]"),
+        gr.validate(top_k is not None and top_k >= 0, "top-k must be >= 0 (0 = off)"),
+        gr.validate(seed is not None and seed >= 0, "seed must be >= 0"),
+    ]
+
+
+def generate_text(model, prompt, chat, max_new_tokens, temperature, top_p, top_k, seed, request: gr.Request):  # noqa: ANN001
+    """Streams (text, speed line); the Stop button ends it within one token."""
+    import time
+
+    flag = _stop_flags.setdefault(request.session_hash or "anon", threading.Event())
+    flag.clear()
+    text, pieces, t0 = "", 0, time.perf_counter()
+    try:
+        for piece in service.text_stream(
+            model,
+            prompt,
+            chat=bool(chat),
+            stop=flag.is_set,
+            max_new_tokens=int(max_new_tokens),
+            temperature=float(temperature),
+            top_p=float(top_p),
+            top_k=int(top_k) or None,
+            seed=int(seed),
+        ):
+            text += piece
+            pieces += 1
+            yield text, f"{pieces} pieces, {pieces / (time.perf_counter() - t0):.1f} tokens/s"
+    except GenlibError as e:
+        raise one_line(e) from e
+
+
+def stop_text(request: gr.Request) -> None:
+    _stop_flags.setdefault(request.session_hash or "anon", threading.Event()).set()
+
+
+# ----- layout -----
+def build() -> gr.Blocks:
+    with gr.Blocks(title="genlib: generative models you can inspect") as demo:
+        gr.Markdown(
+            "# genlib\nFaces from a GAN, landscapes from a VAE, stories from a transformer — all trained "
+            "small, all running on a CPU. **Every image here is AI-generated** and its PNG says which model, "
+            "revision and seed made it."
+        )
+        with gr.Tab("Faces"):
+            gr.Markdown(not_ready_note("faces"))
+            with gr.Row():
+                f_model = gr.Dropdown(
+                    ["faces"],
+                    value="faces",
+                    allow_custom_value=True,
+                    label="Model",
+                    info="embedded 'faces', a folder, or a Hub repo owner/name@revision",
+                )
+                f_load = gr.Button("Load model", scale=0)
+            f_status = gr.Markdown()
+            with gr.Row():
+                f_seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+                f_rand = gr.Button("🎲 Random seed", scale=0)
+                f_n = gr.Slider(1, 16, value=8, step=1, label="Number of faces")
+                f_psi = gr.Slider(0, 1, value=0.7, step=0.05, label="Truncation ψ", info="0 = the average face")
+            with gr.Row():
+                f_size = gr.Dropdown([64, 128, 256, 512], value=128, label="Display size (px)")
+                f_method = gr.Radio(
+                    ["nearest", "lanczos"],
+                    value="nearest",
+                    label="Upscaling",
+                    info="nearest shows the model's real 64 px; lanczos smooths",
+                )
+            f_go = gr.Button("Generate faces", variant="primary")
+            gr.Markdown(f"<span class='ai-label'>⚠ {AI_LABEL}: these people do not exist.</span>")
+            f_gallery = gr.Gallery(label=f"{AI_LABEL} faces", columns=4, format="png", height="auto")
+            with gr.Accordion("Interpolate between two seeds", open=False):
+                with gr.Row():
+                    i_a = gr.Number(0, precision=0, label="Seed A", minimum=0)
+                    i_b = gr.Number(1, precision=0, label="Seed B", minimum=0)
+                    i_frames = gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames")
+                i_go = gr.Button("Interpolate (spherical)")
+                i_anim = gr.Image(label=f"{AI_LABEL} animation", type="filepath", format="gif")
+                i_files = gr.File(label="Download GIF and PNG frames", file_count="multiple")
+            f_load.click(load_faces, f_model, f_status, api_name="load_faces_model", **MODEL_LIMIT)
+            f_rand.click(lambda: random.randrange(2**31), None, f_seed, api_name=False, queue=False)
+            f_go.click(
+                generate_faces,
+                [f_model, f_seed, f_n, f_psi, f_size, f_method],
+                f_gallery,
+                api_name="faces",
+                batch=True,
+                max_batch_size=16,
+                **MODEL_LIMIT,
+            )
+            i_go.click(
+                interpolate_faces,
+                [f_model, i_a, i_b, i_frames, f_psi, f_size, f_method],
+                [i_anim, i_files],
+                api_name="faces_interpolate",
+                **MODEL_LIMIT,
+            )
+
+        with gr.Tab("Landscapes"):
+            gr.Markdown(not_ready_note("landscapes") or "Sample landscapes, encode your photo, walk between scenes.")
+            with gr.Row():
+                l_model = gr.Dropdown(["landscapes"], value="landscapes", allow_custom_value=True, label="Model")
+                l_load = gr.Button("Load model", scale=0)
+            l_status = gr.Markdown()
+            l_load.click(load_landscapes, l_model, l_status, api_name="load_landscapes_model", **MODEL_LIMIT)
+
+        with gr.Tab("Text"):
+            gr.Markdown(not_ready_note("stories"))
+            with gr.Row():
+                t_model = gr.Dropdown(
+                    ["stories", "HuggingFaceTB/SmolLM2-135M-Instruct", "openai-community/gpt2"],
+                    value="stories",
+                    allow_custom_value=True,
+                    label="Model",
+                    info="Hub models download on first use",
+                )
+                t_load = gr.Button("Load model", scale=0)
+            t_status = gr.Markdown()
+            t_prompt = gr.Textbox("Once upon a time", label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS)
+            t_chat = gr.Checkbox(False, label="Chat mode (instruct models: wrap the prompt in the chat template)")
+            with gr.Row():
+                t_max = gr.Slider(1, MAX_NEW_TOKENS, value=120, step=1, label="Max new tokens")
+                t_temp = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = greedy")
+                t_top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+                t_top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
+                t_seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+            with gr.Row():
+                t_go = gr.Button("Generate", variant="primary")
+                t_stop = gr.Button("Stop")
+            t_out = gr.Textbox(label="Output (AI-generated text)", lines=10)
+            t_speed = gr.Markdown()
+            t_inputs = [t_model, t_prompt, t_chat, t_max, t_temp, t_top_p, t_top_k, t_seed]
+            t_load.click(load_text, t_model, t_status, api_name="load_text_model", **MODEL_LIMIT)
+            t_go.click(
+                generate_text, t_inputs, [t_out, t_speed], api_name="text", validator=validate_text, **MODEL_LIMIT
+            )
+            t_stop.click(stop_text, None, None, api_name="stop_text", queue=False)
+    demo.queue(max_size=64, default_concurrency_limit=2)
+    return demo
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="genlib's Gradio app")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", default=os.environ.get("GRADIO_SHARE") == "1")
+    p.add_argument(
+        "--mcp",
+        action="store_true",
+        default=os.environ.get("GRADIO_MCP_SERVER") == "1",
+        help="also serve Gradio's MCP server",
+    )
+    args = p.parse_args()
+    demo = build()
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        mcp_server=args.mcp or None,
+        theme=THEME,
+        css=CSS,
+        max_file_size="10mb",
+        footer_links=["api"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""What the app asks of models, in one small interface: load, generate faces (batched), stream text.
+
+`app.py` calls only this class, so a deployment can point it somewhere else (e.g. Ray Serve) without
+touching the UI. Every image it returns is a PNG path with provenance (see genlib.images).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genlib.errors import BadInput
+from genlib.images import check_upscale, provenance, save_gif, save_png, upscale
+from genlib.models.gan import check_generate_args
+from genlib.store import ModelStore
+
+MAX_FACES_PER_REQUEST = 64
+MAX_FRAMES = 64
+
+
+@dataclass
+class FaceRequest:
+    model: str
+    seed: int
+    n: int
+    truncation: float
+    size: int = 128
+    method: str = "nearest"
+
+
+class LocalService:
+    """Runs models in this process, cached in a bounded ModelStore; writes outputs under `out_dir`."""
+
+    def __init__(self, store: ModelStore | None = None, out_dir: str | Path | None = None) -> None:
+        self.store = store or ModelStore()
+        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="genlib-"))
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def _new_dir(self, kind: str) -> Path:
+        with self._lock:
+            self._counter += 1
+            d = self.out_dir / f"{kind}-{int(time.time())}-{self._counter:06d}"
+        d.mkdir(parents=True)
+        return d
+
+    def load(self, ref: str, task: str, tqdm_class: type | None = None) -> str:
+        """Load (or find in memory) a model for a tab; returns a one-line description of it."""
+        m = self.store.get(ref, task=task, tqdm_class=tqdm_class)
+        src = m.source
+        return (
+            f"{src.repo_id} @ {src.revision} — {m.model_type}, {m.num_parameters() / 1e6:.1f}M parameters ({src.kind})"
+        )
+
+    @staticmethod
+    def check_face_request(r: FaceRequest) -> BadInput | None:
+        """The error this request would raise, or None; numbers that are whole floats count as integers."""
+        try:
+            for name in ("seed", "n", "size"):
+                v = getattr(r, name)
+                if isinstance(v, float) and v.is_integer():
+                    setattr(r, name, int(v))
+            if isinstance(r.n, int) and r.n > MAX_FACES_PER_REQUEST:
+                raise BadInput(f"at most {MAX_FACES_PER_REQUEST} faces per request, got {r.n}")
+            check_generate_args(r.n, r.seed, r.truncation)
+            check_upscale(r.size, r.method)
+        except BadInput as e:
+            return e
+        return None
+
+    def faces(self, requests: list[FaceRequest]) -> list[list[Path]]:
+        """Many users' face requests, one forward pass per model; returns each request's PNG paths."""
+        for r in requests:
+            if (err := self.check_face_request(r)) is not None:
+                raise err
+        results: list[list[Path]] = [[] for _ in requests]
+        by_model: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            by_model.setdefault(r.model, []).append(i)
+        for ref, idxs in by_model.items():
+            model = self.store.get(ref, task="faces")
+            seeds = [s for i in idxs for s in range(requests[i].seed, requests[i].seed + requests[i].n)]
+            truncs = [float(requests[i].truncation) for i in idxs for _ in range(requests[i].n)]
+            z = model.latents(seeds)
+            images = model.images_from_latents(z, truncs)
+            k = 0
+            for i in idxs:
+                r = requests[i]
+                d = self._new_dir("faces")
+                for j in range(r.n):
+                    info = provenance(model, seed=r.seed + j, truncation=r.truncation)
+                    results[i].append(
+                        save_png(upscale(images[k], r.size, r.method), d / f"face-seed{r.seed + j}.png", info)
+                    )
+                    k += 1
+        return results
+
+    def face_interpolation(
+        self,
+        ref: str,
+        seed_a: int,
+        seed_b: int,
+        frames: int,
+        truncation: float,
+        size: int = 128,
+        method: str = "nearest",
+    ) -> tuple[Path, list[Path]]:
+        """A looping GIF and the PNG frames of a slerp walk between two seeds."""
+        check_upscale(size, method)
+        if not isinstance(frames, int) or not 2 <= frames <= MAX_FRAMES:
+            raise BadInput(f"frames must be an integer in [2, {MAX_FRAMES}], got {frames!r}")
+        model = self.store.get(ref, task="faces")
+        images = [upscale(im, size, method) for im in model.interpolate(seed_a, seed_b, frames, truncation)]
+        d = self._new_dir("interp")
+        info = provenance(
+            model, seed_a=seed_a, seed_b=seed_b, frames=frames, truncation=truncation, interpolation="slerp"
+        )
+        paths = [save_png(im, d / f"frame{i:03d}.png", info) for i, im in enumerate(images)]
+        return save_gif(images, d / f"interp-{seed_a}-{seed_b}.gif", info=info), paths
+
+    def text_stream(
+        self, ref: str, prompt: str, *, chat: bool = False, stop: Callable[[], bool] | None = None, **settings: Any
+    ) -> Iterator[str]:
+        """Text pieces as they are decoded; `stop()` returning True ends generation within one token."""
+        model = self.store.get(ref, task="text")
+        if chat:
+            prompt = model.apply_chat_template([{"role": "user", "content": prompt}])
+        yield from model.stream(prompt, stop_event=stop, **settings)
