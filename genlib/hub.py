@@ -6,13 +6,17 @@ Every network and cache operation goes through huggingface_hub (`snapshot_downlo
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import importlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import HfApi, constants, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -21,8 +25,10 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import get_session
 
-from genlib.errors import GatedModel, HubUnavailable, ModelNotFound, NotSafetensors
+from genlib.errors import BadWeights, GatedModel, HubUnavailable, ModelNotFound, NotSafetensors
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -51,6 +57,21 @@ _PICKLE_MESSAGE = (
     "Convert them (e.g. with the Hub's safetensors converter) and push model.safetensors"
 )
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _http_error_types() -> tuple[type[BaseException], ...]:
+    """The HTTP client errors huggingface_hub can let through: httpx2 (huggingface_hub >= 2) or httpx (1.x)."""
+    types = []
+    for name in ("httpx2", "httpx"):
+        try:
+            types.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+_HTTP_ERRORS = _http_error_types()
 
 
 @dataclass(frozen=True)
@@ -113,7 +134,9 @@ def resolve(
         raise ModelNotFound(
             f"'{ref}' is not an embedded model ({known}), an existing folder or a Hub repo id 'owner/name[@rev]'"
         )
-    return _resolve_hub(ref, repo_id, revision, local_files_only=bool(local_files_only), token=token, tqdm_class=tqdm_class)
+    return _resolve_hub(
+        ref, repo_id, revision, local_files_only=bool(local_files_only), token=token, tqdm_class=tqdm_class
+    )
 
 
 def _resolve_hub(
@@ -125,7 +148,103 @@ def _resolve_hub(
     token: str | bool | None,
     tqdm_class: type | None,
 ) -> ModelSource:
+    with _bounded_hub_calls():
+        return _resolve_hub_bounded(
+            ref, repo_id, revision, local_files_only=local_files_only, token=token, tqdm_class=tqdm_class
+        )
+
+
+# huggingface_hub sends some requests with no timeout at all (model info and the file listing, i.e. the
+# first calls of snapshot_download): a Hub or proxy that accepts the connection and never answers would
+# hang genlib forever. While genlib talks to the Hub, a request hook gives those requests a finite timeout
+# (the larger of HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT); requests that have one keep it, and
+# requests made outside genlib's calls (this thread's context) are untouched.
+_TIMEOUT_FOR_UNBOUNDED: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "genlib_hub_timeout", default=None
+)
+
+
+def _bound_timeouts(request: Any) -> None:
+    limit = _TIMEOUT_FOR_UNBOUNDED.get()
+    if limit is None:
+        return
+    t = request.extensions.get("timeout")
+    if t is None:
+        request.extensions["timeout"] = dict.fromkeys(("connect", "read", "write", "pool"), limit)
+    elif isinstance(t, dict) and None in t.values():
+        request.extensions["timeout"] = {k: (limit if v is None else v) for k, v in t.items()}
+
+
+@contextmanager
+def _bounded_hub_calls() -> Iterator[None]:
+    try:
+        client = get_session()
+        hooks = client.event_hooks
+        if _bound_timeouts not in hooks.get("request", []):
+            client.event_hooks = {**hooks, "request": [*hooks.get("request", []), _bound_timeouts]}
+    except Exception:  # an exotic client factory: keep huggingface_hub's behaviour
+        pass
+    limit = float(max(constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT))
+    reset = _TIMEOUT_FOR_UNBOUNDED.set(limit)
+    try:
+        yield
+    finally:
+        _TIMEOUT_FOR_UNBOUNDED.reset(reset)
+
+
+def _unreachable_reason(e: BaseException) -> str:
+    """Why the Hub could not be used, from the exception chain huggingface_hub raised."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OfflineModeIsEnabled) or "HF_HUB_OFFLINE" in str(seen):
+            return "offline mode (HF_HUB_OFFLINE) is on"
+        status = getattr(getattr(seen, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return f"the Hub answered HTTP {status}"
+        if "timeout" in type(seen).__name__.lower() or "timed out" in str(seen).lower():
+            return "the Hub did not answer in time (HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT)"
+        if _HTTP_ERRORS and isinstance(seen, _HTTP_ERRORS):
+            return f"the Hub cannot be reached ({type(seen).__name__}: {seen})"
+        seen = seen.__cause__ or seen.__context__
+    return "the Hub cannot be reached"
+
+
+def _verify_new_blobs(folder: Path, known_blobs: set[str], ref: str) -> None:
+    """Check weights downloaded by this call against the sha256 the Hub gave as their ETag.
+
+    huggingface_hub checks only the size of a download; a file corrupted in transit (or by a proxy)
+    would otherwise be cached and loaded. A mismatching blob is removed so that the next call downloads
+    it again. Blobs that were already in the cache were checked when they arrived.
+    """
+    for f in sorted(folder.glob("*.safetensors")):
+        blob = f.resolve()
+        if blob.name in known_blobs or not _SHA256_RE.match(blob.name):
+            continue
+        h = hashlib.sha256()
+        with open(blob, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        if h.hexdigest() != blob.name:
+            blob.unlink(missing_ok=True)
+            f.unlink(missing_ok=True)
+            raise BadWeights(
+                f"{ref}: the downloaded {f.name} is corrupt (sha256 {h.hexdigest()[:12]}..., the Hub says "
+                f"{blob.name[:12]}...); it was removed from the cache, try again"
+            )
+
+
+def _resolve_hub_bounded(
+    ref: str,
+    repo_id: str,
+    revision: str | None,
+    *,
+    local_files_only: bool,
+    token: str | bool | None,
+    tqdm_class: type | None,
+) -> ModelSource:
     kwargs = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+    blobs_dir = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs"
+    known_blobs = {p.name for p in blobs_dir.iterdir()} if blobs_dir.is_dir() else set()
     try:
         folder = Path(
             snapshot_download(
@@ -145,12 +264,14 @@ def _resolve_hub(
     except RevisionNotFoundError as e:
         raise ModelNotFound(f"{repo_id} has no revision '{revision}'") from e
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
-        raise HubUnavailable(f"{ref} is not in the local cache and the Hub cannot be reached (offline)") from e
+        reason = "local_files_only is set" if local_files_only else _unreachable_reason(e)
+        raise HubUnavailable(f"{ref} is not (fully) in the local cache and {reason}") from e
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", "?")
         raise HubUnavailable(f"the Hub answered HTTP {status} for {ref}; try again later") from e
-    except (httpx.HTTPError, OSError) as e:
+    except (*_HTTP_ERRORS, OSError) as e:
         raise HubUnavailable(f"could not download {ref}: {type(e).__name__}: {e}") from e
+    _verify_new_blobs(folder, known_blobs, ref)
     sha = folder.name
     if not any(folder.glob("*.safetensors")):
         _raise_missing_weights(ref, repo_id, sha, token, local_files_only)
@@ -165,5 +286,7 @@ def _raise_missing_weights(ref: str, repo_id: str, sha: str, token: str | bool |
         except Exception:  # the listing only improves the message
             files = []
     if any(f.endswith(PICKLE_SUFFIXES) for f in files):
-        raise NotSafetensors(f"{ref} has only pickle weights ({', '.join(f for f in files if f.endswith(PICKLE_SUFFIXES))}). {_PICKLE_MESSAGE}")
+        raise NotSafetensors(
+            f"{ref} has only pickle weights ({', '.join(f for f in files if f.endswith(PICKLE_SUFFIXES))}). {_PICKLE_MESSAGE}"
+        )
     raise ModelNotFound(f"{ref} has no model.safetensors")

@@ -31,8 +31,14 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise BadConfig(f"unknown dtype '{dtype}' (use float32 or bfloat16)")
     return names[dtype]
@@ -69,7 +75,9 @@ def build_meta(folder: Path) -> GenlibModel:
         model = cls(config)
     n = model.num_parameters()
     if n > MAX_PARAMS:
-        raise BadConfig(f"config.json asks for {n:,} parameters, over genlib's limit of {MAX_PARAMS:,} (GENLIB_MAX_PARAMS)")
+        raise BadConfig(
+            f"config.json asks for {n:,} parameters, over genlib's limit of {MAX_PARAMS:,} (GENLIB_MAX_PARAMS)"
+        )
     return model
 
 
@@ -84,9 +92,13 @@ def check_weights(model: GenlibModel, weights: Path) -> None:
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     if missing:
-        raise BadWeights(f"{weights.name} lacks tensor(s): {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        raise BadWeights(
+            f"{weights.name} lacks tensor(s): {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
     if extra:
-        raise BadWeights(f"{weights.name} has unexpected tensor(s): {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        raise BadWeights(
+            f"{weights.name} has unexpected tensor(s): {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
+        )
     for name, shape in expected.items():
         got, dtype = found[name]
         if got != shape:
@@ -137,4 +149,10 @@ def load(
 ) -> GenlibModel:
     """Load a model from an embedded name, a folder, or a Hub repo `owner/name[@revision]`."""
     source = resolve(ref, local_files_only=local_files_only, token=token, tqdm_class=tqdm_class)
-    return load_folder(source.path, source=source, device=device, dtype=dtype)
+    try:
+        return load_folder(source.path, source=source, device=device, dtype=dtype)
+    except (BadConfig, BadWeights) as e:
+        # A Hub snapshot folder is named by its commit sha: say which model is broken instead.
+        if source.kind != "hub" or source.repo_id in str(e):
+            raise
+        raise type(e)(f"{source.ref}: {e}") from e

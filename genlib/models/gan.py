@@ -3,7 +3,7 @@
 Generator: z -> mapping MLP -> w -> 4x4 feature map -> (upsample, 3x3 conv, pixel norm, leaky ReLU) per
 octave -> RGB. Pixel norm (ProGAN) instead of batch norm keeps every image independent of the rest of
 its batch, so a seed gives the same face whatever the batch size. Truncation moves w toward `w_avg`,
-the running mean of w tracked during training. The discriminator mirrors it with spectral norm.
+the mean of w over many latents. The discriminator mirrors it (with minibatch std, R1 in training).
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ class Generator(GenlibModel):
             res *= 2
         self.blocks = nn.ModuleList(blocks)
         self.to_rgb = nn.Conv2d(c.channels_at(c.resolution), 3, 3, padding=1)
-        # Running mean of w, updated during training; the centre that truncation pulls toward.
+        # Mean of w over many latents (set by the trainer); the centre that truncation pulls toward.
         self.register_buffer("w_avg", torch.zeros(c.w_dim))
+        init_weights(self)
 
     @classmethod
     def config_from_dict(cls, d: dict[str, Any]) -> GANConfig:
@@ -149,6 +150,15 @@ class Generator(GenlibModel):
         return self.images_from_latents(z, truncation)
 
 
+def init_weights(module: nn.Module) -> None:
+    """He init for leaky-ReLU nets and zero biases: PyTorch's default init shrinks the signal each layer, so
+    a deep generator starts out ignoring z and collapses to one image."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and m.weight.device.type != "meta":
+            nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation: Gaussian latents live near a sphere, so this keeps their norm."""
     cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1, 1)
@@ -177,21 +187,46 @@ def tensor_to_pil(x: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a, "RGB") for a in x]
 
 
+class MinibatchStd(nn.Module):
+    """Append the batch's feature standard deviation as a channel, so D can see a collapsed batch (ProGAN)."""
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group, n)
+        if n % g:
+            g = 1
+        y = x.float().reshape(g, -1, c, h, w).std(dim=0, unbiased=False).mean(dim=(1, 2, 3))  # n/g
+        y = y.repeat(g).reshape(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)
+        return torch.cat([x, y], dim=1)
+
+
 class Discriminator(nn.Module):
-    """Image -> realness score; spectral norm on every layer (training only, never shipped)."""
+    """Image -> realness logit (training only, never shipped): strided convs, minibatch std, linear head.
+
+    Regularised by the R1 gradient penalty in the trainer rather than by spectral norm, which trained
+    too slowly at this size on a CPU budget.
+    """
 
     def __init__(self, config: GANConfig) -> None:
         super().__init__()
-        sn = nn.utils.spectral_norm
         c = config
-        layers: list[nn.Module] = [sn(nn.Conv2d(3, c.channels_at(c.resolution), 3, padding=1)), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [nn.Conv2d(3, c.channels_at(c.resolution), 3, padding=1), nn.LeakyReLU(0.2)]
         res = c.resolution
         while res > 4:
-            layers += [sn(nn.Conv2d(c.channels_at(res), c.channels_at(res // 2), 4, stride=2, padding=1))]
+            layers += [nn.Conv2d(c.channels_at(res), c.channels_at(res // 2), 4, stride=2, padding=1)]
             layers += [nn.LeakyReLU(0.2)]
             res //= 2
         self.features = nn.Sequential(*layers)
-        self.head = sn(nn.Linear(c.channels_at(4) * 16, 1))
+        self.mbstd = MinibatchStd()
+        c4 = c.channels_at(4)
+        self.conv4 = nn.Conv2d(c4 + 1, c4, 3, padding=1)
+        self.head = nn.Sequential(nn.Linear(c4 * 16, c4), nn.LeakyReLU(0.2), nn.Linear(c4, 1))
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1)).squeeze(1)
+        x = F.leaky_relu(self.conv4(self.mbstd(self.features(x))), 0.2)
+        return self.head(x.flatten(1)).squeeze(1)

@@ -1,4 +1,4 @@
-"""Train the faces GAN: hinge loss, spectral-norm discriminator, EMA generator, bf16 autocast on the CPU.
+"""Train the faces GAN: non-saturating loss, lazy R1 penalty, EMA generator, bf16 autocast on the CPU.
 
     python -m genlib.train.gan --data ../shared/data/faces/train.zip --out weights/faces-gan64 --minutes 65
 
@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--z-dim", type=int, default=128)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--beta1", type=float, default=0.0, help="Adam beta1 for both networks")
+    p.add_argument("--r1", type=float, default=1.0, help="R1 gradient penalty weight (gamma)")
+    p.add_argument("--r1-every", type=int, default=8, help="apply R1 every N steps (lazy regularisation)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampling generator")
     p.add_argument("--holdout", type=int, default=1000, help="last N images of the zip kept out of training")
     p.add_argument("--seed", type=int, default=0)
@@ -99,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     g, d = Generator(cfg), Discriminator(cfg)
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-    opt_g = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(0.0, 0.99))
+    opt_g = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(args.beta1, 0.99))
+    opt_d = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(args.beta1, 0.99))
     modules = {"g": g, "d": d, "g_ema": g_ema}
     optims = {"g": opt_g, "d": opt_d}
     ckpt = run_dir / "checkpoint"
@@ -122,19 +125,24 @@ def main(argv: list[str] | None = None) -> None:
         t_step = time.time()
         idx = torch.randint(0, len(data), (args.batch,), generator=gen)
         real = real_batch(data, idx)
-        # Discriminator: hinge loss on real vs (detached) fake.
+        # Discriminator: logistic loss on real vs (detached) fake.
         z = torch.randn(args.batch, cfg.z_dim, generator=gen)
         with autocast():
             fake = g(z)
-            d_real, d_fake = d(real), d(fake.detach())
-            loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            d_real, d_fake = d(real).float(), d(fake.detach()).float()
+            loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        if args.r1 and step % args.r1_every == 0:
+            # Lazy R1: penalise D's gradient on real images (in float32), scaled by the interval.
+            x = real[: args.batch // 2].detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
+            (args.r1 / 2 * args.r1_every * grad.pow(2).sum(dim=(1, 2, 3)).mean()).backward()
         opt_d.step()
-        # Generator: non-saturating hinge generator loss through a fresh batch.
+        # Generator: non-saturating loss through a fresh batch.
         z = torch.randn(args.batch, cfg.z_dim, generator=gen)
         with autocast():
-            loss_g = -d(g(z)).float().mean()
+            loss_g = F.softplus(-d(g(z)).float()).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
