@@ -21,6 +21,16 @@ from genlib.hub import EMBEDDED, WEIGHTS_DIR
 from genlib.images import AI_LABEL
 from genlib.service import MAX_FRAMES, FaceRequest, LocalService
 
+try:  # ZeroGPU on Hugging Face Spaces: only when the `spaces` package is installed
+    import spaces
+
+    on_gpu = spaces.GPU
+except ImportError:
+
+    def on_gpu(fn):  # noqa: ANN001, ANN201
+        return fn
+
+
 service = LocalService()
 MODEL_LIMIT = dict(concurrency_id="models", concurrency_limit=2, time_limit=180)
 MAX_PROMPT_CHARS = 4000
@@ -68,6 +78,7 @@ def load_text(ref: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) ->
 
 
 # ----- faces -----
+@on_gpu
 def generate_faces(models, seeds, ns, truncations, sizes, methods):  # noqa: ANN001
     """Batched: each argument is a list with one entry per queued request (many users, one forward pass).
 
@@ -88,6 +99,7 @@ def generate_faces(models, seeds, ns, truncations, sizes, methods):  # noqa: ANN
     return [[[str(p) for p in next(results)] if e is None else [] for e in errors]]
 
 
+@on_gpu
 def interpolate_faces(
     model: str, seed_a: float, seed_b: float, frames: float, truncation: float, size: float, method: str
 ):
@@ -120,6 +132,7 @@ def validate_text(model, prompt, chat, max_new_tokens, temperature, top_p, top_k
     ]
 
 
+@on_gpu
 def generate_text(model, prompt, chat, max_new_tokens, temperature, top_p, top_k, seed, request: gr.Request):  # noqa: ANN001
     """Streams (text, speed line); the Stop button ends it within one token."""
     import time
@@ -256,6 +269,17 @@ def build() -> gr.Blocks:
     return demo
 
 
+def share_reachable(host: str = "api.gradio.app", timeout: float = 3.0) -> bool:
+    """Whether Gradio's share service can be reached (it would otherwise print a long download hint)."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="genlib's Gradio app")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -268,6 +292,9 @@ def main() -> None:
         help="also serve Gradio's MCP server",
     )
     args = p.parse_args()
+    if args.share and not share_reachable():
+        print(f"genlib: no network for a share link; serving locally only at http://{args.host}:{args.port}")
+        args.share = False
     demo = build()
     demo.launch(
         server_name=args.host,
