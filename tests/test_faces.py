@@ -109,8 +109,21 @@ def test_png_carries_provenance(gan, tmp_path):
 def test_cli_generate_face_is_byte_identical_on_rerun(gan_dir, tmp_path):
     outs = []
     for run in ("a", "b"):
-        cmd = [sys.executable, "-m", "genlib", "generate", "face", "--model", str(gan_dir), "--n", "3", "--seed", "5",
-               "--out", str(tmp_path / run)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "genlib",
+            "generate",
+            "face",
+            "--model",
+            str(gan_dir),
+            "--n",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / run),
+        ]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
         outs.append([hashlib.sha256((tmp_path / run / f"{i:06d}.png").read_bytes()).hexdigest() for i in range(3)])
     assert outs[0] == outs[1]
@@ -121,8 +134,19 @@ def test_cli_generate_face_is_byte_identical_on_rerun(gan_dir, tmp_path):
 def test_embedded_faces_model_generates_64_identical_faces_offline(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     for run in ("a", "b"):
-        cmd = [sys.executable, "-m", "genlib", "generate", "face", "--n", "64", "--seed", "0", "--out",
-               str(tmp_path / run)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "genlib",
+            "generate",
+            "face",
+            "--n",
+            "64",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / run),
+        ]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, env=env)
     a = sorted((tmp_path / "a").iterdir())
     assert len(a) == 64
