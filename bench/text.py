@@ -86,8 +86,14 @@ def run_transformers(folder: str, dtype: str, n: int) -> dict:
         clock = Clock()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new, do_sample=False,
-                                 streamer=clock, pad_token_id=tok.eos_ids[0])
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new,
+                do_sample=False,
+                streamer=clock,
+                pad_token_id=tok.eos_ids[0],
+            )
         total = time.perf_counter() - t0
         count = out.shape[1] - ids.shape[1]
         return clock.times[1] - t0, total, count  # times[0] is the prompt itself
@@ -97,10 +103,16 @@ def run_transformers(folder: str, dtype: str, n: int) -> dict:
     return {"ttft_s": ttft, "decode_tok_s": (count - 1) / (total - ttft), "tokens": count, "total_s": total}
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def run_llamacpp(gguf: str, n: int) -> dict:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=gguf, n_ctx=512, n_threads=os.cpu_count(), verbose=False)
+    llm = Llama(model_path=gguf, n_ctx=512, n_threads=torch_threads(), verbose=False)
 
     def timed(max_new: int) -> tuple[float, float, int]:
         t0 = time.perf_counter()
@@ -116,6 +128,9 @@ def run_llamacpp(gguf: str, n: int) -> dict:
 
 
 def worker(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
     if args.worker == "genlib":
         r = run_genlib(args.folder, args.dtype, args.new_tokens)
     elif args.worker == "transformers":
@@ -131,6 +146,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--folder", help="an already converted SmolLM2 folder (default: convert into a temp dir)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every engine")
     ap.add_argument("--worker", choices=["genlib", "transformers", "llamacpp"], help=argparse.SUPPRESS)
     ap.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     ap.add_argument("--gguf", help=argparse.SUPPRESS)
@@ -153,8 +169,15 @@ def main() -> None:
         print("llama-cpp-python is not installed (pip install llama-cpp-python compiles llama.cpp): skipping it")
     rows = []
     for engine, dtype in runs:
-        cmd = [sys.executable, __file__, "--worker", engine, "--dtype", dtype, "--folder", folder, "--gguf", str(gguf),
-               "--new-tokens", str(args.new_tokens)]
+        flags = {
+            "--worker": engine,
+            "--dtype": dtype,
+            "--folder": folder,
+            "--gguf": str(gguf),
+            "--new-tokens": str(args.new_tokens),
+            "--threads": str(args.threads),
+        }
+        cmd = [sys.executable, __file__, *(x for kv in flags.items() for x in kv)]
         p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
@@ -162,13 +185,15 @@ def main() -> None:
             continue
         rows.append((engine, dtype, json.loads(line[7:])))
     base = {d: r["decode_tok_s"] for e, d, r in rows if e == "transformers"}
-    print(f"\nSmolLM2-135M-Instruct, batch 1, greedy, {args.new_tokens} new tokens, {os.cpu_count()} CPU threads\n")
+    print(f"\nSmolLM2-135M-Instruct, batch 1, greedy, {args.new_tokens} new tokens, {args.threads} CPU threads\n")
     print("| engine | dtype | decode tok/s | vs transformers | time to first token (ms) | tokens | peak RSS (MiB) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for engine, dtype, r in rows:
         rel = f"{r['decode_tok_s'] / base[dtype]:.2f}x" if dtype in base else "-"
-        print(f"| {engine} | {dtype} | {r['decode_tok_s']:.1f} | {rel} | {1000 * r['ttft_s']:.0f} | {r['tokens']} | "
-              f"{r['peak_rss_mib']:.0f} |")
+        print(
+            f"| {engine} | {dtype} | {r['decode_tok_s']:.1f} | {rel} | {1000 * r['ttft_s']:.0f} | {r['tokens']} | "
+            f"{r['peak_rss_mib']:.0f} |"
+        )
     if tmp is not None:
         tmp.cleanup()
 

@@ -30,11 +30,16 @@ _LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
-_GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-                 "output.weight": "lm_head.weight"}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
 # llama.cpp pre-tokenizer names this converter can rebuild (all byte-level BPE).
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 PRE_TOKENIZERS = ("default", "gpt2", "smollm", "llama-bpe")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -132,12 +137,18 @@ def build_tokenizer(meta: dict[str, Any]) -> Any:
         tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     # token types: 3 = control (special), 4 = user-defined (added but not special)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types, strict=True) if k == 4])
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types, strict=True) if k == 3])
+    tok.add_tokens(
+        [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types, strict=True) if k == 4]
+    )
+    tok.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types, strict=True) if k == 3]
+    )
     bos = meta.get("tokenizer.ggml.bos_token_id")
     if meta.get("tokenizer.ggml.add_bos_token") and bos is not None:
         b = tokens[int(bos)]
-        tok.post_processor = processors.TemplateProcessing(single=f"{b} $A", pair=f"{b} $A {b} $B", special_tokens=[(b, int(bos))])
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{b} $A", pair=f"{b} $A {b} $B", special_tokens=[(b, int(bos))]
+        )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return tok
@@ -145,8 +156,12 @@ def build_tokenizer(meta: dict[str, Any]) -> Any:
 
 def _tokenizer_config(meta: dict[str, Any], context: int) -> dict[str, Any]:
     tokens = meta["tokenizer.ggml.tokens"]
-    tc: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
-                          "model_max_length": context, "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False))}
+    tc: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": context,
+        "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+    }
     for key, name in (("bos", "bos_token"), ("eos", "eos_token"), ("unknown", "unk_token"), ("padding", "pad_token")):
         i = meta.get(f"tokenizer.ggml.{key}_token_id")
         if i is not None and 0 <= int(i) < len(tokens):
@@ -217,4 +232,3 @@ def convert_gguf(path: str | Path, out_dir: str | Path, *, dtype: str = "float32
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     (out / "README.md").write_text(_model_card(meta, path, len(reader.tensors), qtypes))
     return out
-

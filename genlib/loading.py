@@ -86,7 +86,14 @@ def check_weights(model: GenlibModel, weights: Path) -> None:
     expected = model.expected_tensors()
     try:
         with safe_open(str(weights), framework="pt") as f:
-            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+            found = {}
+            for k in f.keys():
+                name = model.file_tensor_name(k)  # e.g. GPT-2 files without the `transformer.` prefix
+                if name is None:  # a buffer the model rebuilds itself
+                    continue
+                if name in found:
+                    raise BadWeights(f"{weights.name} holds tensor {name} twice (under two names)")
+                found[name] = (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise BadWeights(f"{weights.name} is not a valid safetensors file: {e}") from e
     missing = sorted(set(expected) - set(found))
@@ -125,7 +132,11 @@ def load_folder(
     torch_dtype = parse_dtype(dtype)
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:  # memory-mapped
-            tensors = {k: f.get_tensor(k).to(torch_dtype) for k in f.keys()}
+            tensors = {
+                name: f.get_tensor(k).to(torch_dtype)
+                for k in f.keys()
+                if (name := model.file_tensor_name(k)) is not None
+            }
     except (SafetensorError, OSError, RuntimeError) as e:
         raise BadWeights(f"{weights.name} could not be read: {e}") from e
     model.load_tensors(tensors)

@@ -95,8 +95,12 @@ class SamplingParams:
             top_k=_number("top_k", d.get("top_k", p.top_k), int, 0, 1 << 31),
             top_p=_number("top_p", d.get("top_p", p.top_p), float, 0.0, 1.0, lo_open=True),
             min_p=_number("min_p", d.get("min_p", p.min_p), float, 0.0, 1.0),
-            repetition_penalty=_number("repetition_penalty", d.get("repetition_penalty", p.repetition_penalty), float, 0.0, 100.0, lo_open=True),
-            no_repeat_ngram_size=_number("no_repeat_ngram_size", d.get("no_repeat_ngram_size", p.no_repeat_ngram_size), int, 0, 64),
+            repetition_penalty=_number(
+                "repetition_penalty", d.get("repetition_penalty", p.repetition_penalty), float, 0.0, 100.0, lo_open=True
+            ),
+            no_repeat_ngram_size=_number(
+                "no_repeat_ngram_size", d.get("no_repeat_ngram_size", p.no_repeat_ngram_size), int, 0, 64
+            ),
             stop=tuple(stop),
             seed=None if seed is None else _number("seed", seed, int, 0, (1 << 63) - 1),
         )
@@ -105,7 +109,9 @@ class SamplingParams:
 class Sampler:
     """Picks each row's next token: repetition penalty and n-gram bans, then greedy or seeded temperature sampling."""
 
-    def __init__(self, params: SamplingParams, prompts: Sequence[Sequence[int]], vocab_size: int, device: torch.device) -> None:
+    def __init__(
+        self, params: SamplingParams, prompts: Sequence[Sequence[int]], vocab_size: int, device: torch.device
+    ) -> None:
         self.p = params
         B = len(prompts)
         self.history = [list(x) for x in prompts]

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 
 from genlib.errors import BadInput, WrongTask
 
+MAX_TOKENS_PER_FORWARD = 16384  # rows of a batch x window length
+LOGIT_CHUNK = 1024  # positions per output-head call (a 50k vocabulary makes 200 MB of fp32 logits per chunk)
+
 
 def _start_token(model: Any) -> int | None:
     """The token the text is scored after: <|endoftext|> when the vocabulary has it, else BOS, else EOS."""
@@ -22,7 +25,9 @@ def _start_token(model: Any) -> int | None:
 
 
 @torch.inference_mode()
-def evaluate_bits_per_byte(model: Any, text: str, *, stride: int | None = None, batch_size: int = 8) -> dict[str, float]:
+def evaluate_bits_per_byte(
+    model: Any, text: str, *, stride: int | None = None, batch_size: int = 8
+) -> dict[str, float]:
     """Bits per UTF-8 byte of `text` under `model`: every token scored with as much context as fits.
 
     The text is scored after a start token (see `_start_token`), so its first token counts too. Past the context,
@@ -57,18 +62,21 @@ def evaluate_bits_per_byte(model: Any, text: str, *, stride: int | None = None, 
     data = torch.tensor(ids, dtype=torch.long)
     nll = 0.0
     device = model.device
-    for i in range(0, len(windows), batch_size):
-        group = windows[i : i + batch_size]
-        by_len: dict[int, list[tuple[int, int, int]]] = {}
-        for w in group:
-            by_len.setdefault(w[1], []).append(w)
-        for length, ws in by_len.items():
+    by_len: dict[int, list[tuple[int, int, int]]] = {}
+    for w in windows:
+        by_len.setdefault(w[1], []).append(w)
+    for length, group in by_len.items():
+        rows = max(1, min(batch_size, MAX_TOKENS_PER_FORWARD // length))
+        for i in range(0, len(group), rows):
+            ws = group[i : i + rows]
             x = torch.stack([data[b : b + length] for b, _, _ in ws]).to(device)
-            y = torch.stack([data[b + 1 : b + length + 1] for b, _, _ in ws]).to(device)
-            logits = model(x).float()
-            losses = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1), reduction="none").view(len(ws), length)
-            for row, (_, _, n) in enumerate(ws):
-                nll += losses[row, length - n :].sum().item()
+            h = model.hidden(x)
+            for row, (b, _, n) in enumerate(ws):  # logits only where tokens are scored, a chunk at a time
+                for lo in range(length - n, length, LOGIT_CHUNK):
+                    hi = min(lo + LOGIT_CHUNK, length)
+                    logits = model.logits(h[row, lo:hi]).float()
+                    target = data[b + lo + 1 : b + hi + 1].to(device)
+                    nll += F.cross_entropy(logits, target, reduction="sum").item()
     seconds = time.perf_counter() - t0
     n_bytes = len(text.encode("utf-8"))
     return {

@@ -54,8 +54,13 @@ def _raise_exception(message: str) -> None:
 class Tokenizer:
     """A `tokenizers.Tokenizer` with the model's special tokens, EOS ids and (for instruct models) chat template."""
 
-    def __init__(self, tok: tokenizers.Tokenizer, tokenizer_config: dict[str, Any] | None = None,
-                 eos_ids: list[int] | None = None, chat_template: str | None = None) -> None:
+    def __init__(
+        self,
+        tok: tokenizers.Tokenizer,
+        tokenizer_config: dict[str, Any] | None = None,
+        eos_ids: list[int] | None = None,
+        chat_template: str | None = None,
+    ) -> None:
         self.tok = tok
         self.tokenizer_config = dict(tokenizer_config or {})
         tc = self.tokenizer_config
@@ -117,7 +122,8 @@ class Tokenizer:
 
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
         env.filters["tojson"] = lambda x, indent=None, separators=None, sort_keys=False, ensure_ascii=False: json.dumps(
-            x, indent=indent, separators=separators, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+            x, indent=indent, separators=separators, sort_keys=sort_keys, ensure_ascii=ensure_ascii
+        )
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
@@ -143,8 +149,13 @@ class Tokenizer:
             content = clean_prompt(m["content"], f"message {i}") if m["role"] == "user" or m["content"].strip() else ""
             clean.append({"role": m["role"], "content": content})
         try:
-            text = self._template.render(messages=clean, add_generation_prompt=add_generation_prompt,
-                                         bos_token=self.bos_token or "", eos_token=self.eos_token or "", tools=None)
+            text = self._template.render(
+                messages=clean,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token or "",
+                eos_token=self.eos_token or "",
+                tools=None,
+            )
         except _TemplateException as e:
             raise BadInput(f"chat template refused the conversation: {e}") from e
         except (TemplateError, SecurityError, TypeError, ValueError) as e:
@@ -156,8 +167,11 @@ class Tokenizer:
     # ----- saving -----
     def files(self) -> dict[str, bytes]:
         """tokenizer.json and tokenizer_config.json as save_pretrained writes them."""
-        tc = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
-              **self.tokenizer_config}
+        tc = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "clean_up_tokenization_spaces": False,
+            **self.tokenizer_config,
+        }
         if self.chat_template is not None:
             tc["chat_template"] = self.chat_template
         return {

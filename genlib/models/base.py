@@ -56,6 +56,10 @@ class GenlibModel(
         """Name -> shape of every tensor model.safetensors must hold (works on the meta device)."""
         return {k: tuple(v.shape) for k, v in self.state_dict().items()}
 
+    def file_tensor_name(self, name: str) -> str | None:
+        """The `expected_tensors` name of a tensor stored as `name` in model.safetensors; None skips it."""
+        return name
+
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Take already-validated tensors (the model was built on the meta device)."""
         self.load_state_dict(tensors, strict=True, assign=True)

@@ -43,6 +43,8 @@ MAX_CONTEXT = 1 << 20
 
 @dataclass
 class TransformerConfig:
+    """Architecture of a gpt2- or llama-type decoder (genlib names; `parse_config` maps Hugging Face's)."""
+
     arch: str = "llama"  # config.json's model_type: "gpt2" or "llama"
     vocab_size: int = 4096
     context: int = 256  # n_positions / max_position_embeddings
@@ -68,7 +70,9 @@ class TransformerConfig:
 # ----------------------------------------------------------------------------- config.json parsing
 
 
-def _field(d: dict[str, Any], key: str, kind: type, default: Any = None, *, lo: float | None = None, hi: float | None = None) -> Any:
+def _field(
+    d: dict[str, Any], key: str, kind: type, default: Any = None, *, lo: float | None = None, hi: float | None = None
+) -> Any:
     """d[key] checked for type and range; BadConfig names the field."""
     v = d.get(key, default)
     if v is None:
@@ -115,16 +119,61 @@ def _rope_theta(d: dict[str, Any]) -> float:
     return _field(d, "rope_theta", float, 10000.0, lo=1.0, hi=1e12)
 
 
-_GPT2_KEYS = {"vocab_size", "n_positions", "n_ctx", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
-              "layer_norm_epsilon", "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id",
-              "scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention",
-              "model_type", "architectures", "torch_dtype", "dtype", "transformers_version", "resid_pdrop",
-              "embd_pdrop", "attn_pdrop"}
-_LLAMA_KEYS = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-               "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-               "rope_scaling", "rope_parameters", "tie_word_embeddings", "hidden_act", "attention_bias", "mlp_bias",
-               "bos_token_id", "eos_token_id", "pad_token_id", "model_type", "architectures", "torch_dtype", "dtype",
-               "transformers_version", "attention_dropout", "pretraining_tp"}
+_GPT2_KEYS = {
+    "vocab_size",
+    "n_positions",
+    "n_ctx",
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_inner",
+    "activation_function",
+    "layer_norm_epsilon",
+    "tie_word_embeddings",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "scale_attn_weights",
+    "scale_attn_by_inverse_layer_idx",
+    "reorder_and_upcast_attn",
+    "add_cross_attention",
+    "model_type",
+    "architectures",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+}
+_LLAMA_KEYS = {
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "rope_scaling",
+    "rope_parameters",
+    "tie_word_embeddings",
+    "hidden_act",
+    "attention_bias",
+    "mlp_bias",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "model_type",
+    "architectures",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+    "attention_dropout",
+    "pretraining_tp",
+}
 
 
 def parse_config(d: dict[str, Any]) -> TransformerConfig:
@@ -167,7 +216,9 @@ def parse_config(d: dict[str, Any]) -> TransformerConfig:
         n_head = _field(d, "num_attention_heads", int, lo=1, hi=1024)
         n_kv = _field(d, "num_key_value_heads", int, n_head, lo=1, hi=1024)
         if n_head % n_kv:
-            raise BadConfig(f"config.json: num_attention_heads={n_head} is not a multiple of num_key_value_heads={n_kv}")
+            raise BadConfig(
+                f"config.json: num_attention_heads={n_head} is not a multiple of num_key_value_heads={n_kv}"
+            )
         if "head_dim" not in d and d_model % n_head:
             raise BadConfig(f"config.json: hidden_size={d_model} is not a multiple of num_attention_heads={n_head}")
         head_dim = _field(d, "head_dim", int, d_model // n_head, lo=2, hi=1024)
@@ -210,22 +261,48 @@ def config_to_hf(cfg: TransformerConfig, dtype: torch.dtype) -> dict[str, Any]:
     ids = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id}
     if cfg.arch == "gpt2":
         d = {
-            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
-            "n_positions": cfg.context, "n_ctx": cfg.context, "n_embd": cfg.d_model, "n_layer": cfg.n_layer,
-            "n_head": cfg.n_head, "n_inner": cfg.d_ff, "activation_function": cfg.activation,
-            "layer_norm_epsilon": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
-            "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
-            "scale_attn_weights": True, **ids, "torch_dtype": dt,
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "vocab_size": cfg.vocab_size,
+            "n_positions": cfg.context,
+            "n_ctx": cfg.context,
+            "n_embd": cfg.d_model,
+            "n_layer": cfg.n_layer,
+            "n_head": cfg.n_head,
+            "n_inner": cfg.d_ff,
+            "activation_function": cfg.activation,
+            "layer_norm_epsilon": cfg.norm_eps,
+            "tie_word_embeddings": cfg.tie_embeddings,
+            "resid_pdrop": cfg.dropout,
+            "embd_pdrop": cfg.dropout,
+            "attn_pdrop": cfg.dropout,
+            "scale_attn_weights": True,
+            **ids,
+            "torch_dtype": dt,
         }
     else:
         d = {
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": cfg.vocab_size,
-            "hidden_size": cfg.d_model, "intermediate_size": cfg.d_ff, "num_hidden_layers": cfg.n_layer,
-            "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim,
-            "max_position_embeddings": cfg.context, "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
-            "rope_scaling": None, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-            "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu", "attention_bias": cfg.attn_bias,
-            "mlp_bias": cfg.mlp_bias, "attention_dropout": cfg.dropout, **ids, "torch_dtype": dt,
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": cfg.vocab_size,
+            "hidden_size": cfg.d_model,
+            "intermediate_size": cfg.d_ff,
+            "num_hidden_layers": cfg.n_layer,
+            "num_attention_heads": cfg.n_head,
+            "num_key_value_heads": cfg.n_kv_head,
+            "head_dim": cfg.head_dim,
+            "max_position_embeddings": cfg.context,
+            "rms_norm_eps": cfg.norm_eps,
+            "rope_theta": cfg.rope_theta,
+            "rope_scaling": None,
+            "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+            "tie_word_embeddings": cfg.tie_embeddings,
+            "hidden_act": "silu",
+            "attention_bias": cfg.attn_bias,
+            "mlp_bias": cfg.mlp_bias,
+            "attention_dropout": cfg.dropout,
+            **ids,
+            "torch_dtype": dt,
         }
     return {**cfg.extra, **d}
 
@@ -235,7 +312,9 @@ def config_to_hf(cfg: TransformerConfig, dtype: torch.dtype) -> dict[str, Any]:
 
 def rope_tables(cfg: TransformerConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin tables [context, head_dim] for Hugging Face's rotate-half layout (sin negated on the first half)."""
-    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.int64, device=device).float() / cfg.head_dim))
+    inv_freq = 1.0 / (
+        cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.int64, device=device).float() / cfg.head_dim)
+    )
     freqs = torch.outer(torch.arange(cfg.context, device=device, dtype=torch.float32), inv_freq)
     return torch.cat((freqs, freqs), dim=-1).cos(), torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
 
@@ -243,7 +322,9 @@ def rope_tables(cfg: TransformerConfig, device: torch.device | None = None) -> t
 class KVCache:
     """Preallocated keys and values for every layer: [n_layer, batch, n_kv_head, length, head_dim] each."""
 
-    def __init__(self, cfg: TransformerConfig, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self, cfg: TransformerConfig, batch: int, length: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
         shape = (cfg.n_layer, batch, cfg.n_kv_head, length, cfg.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
@@ -282,18 +363,24 @@ def linear(x: torch.Tensor, lin: Any, packed: bool) -> torch.Tensor:
     return F.linear(x, lin.weight, lin.bias)
 
 
+def make_norm(cfg: TransformerConfig) -> nn.Module:
+    """LayerNorm for GPT-2, RMSNorm for Llama."""
+    return (
+        nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.arch == "gpt2" else nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+    )
+
+
 class Block(nn.Module):
     """Pre-norm attention + MLP with residuals."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
-        norm = (lambda: nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)) if cfg.arch == "gpt2" else (lambda: nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps))
-        self.norm1, self.norm2 = norm(), norm()
+        self.norm1, self.norm2 = make_norm(cfg), make_norm(cfg)
         self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim, bias=cfg.attn_bias)
         self.proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=cfg.attn_bias)
-        self.gated = cfg.arch == "llama"
-        self.up = nn.Linear(cfg.d_model, (2 if self.gated else 1) * cfg.d_ff, bias=cfg.mlp_bias)  # [gate; up] when gated
+        self.gated = cfg.arch == "llama"  # SwiGLU: `up` holds [gate; up]
+        self.up = nn.Linear(cfg.d_model, (2 if self.gated else 1) * cfg.d_ff, bias=cfg.mlp_bias)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.mlp_bias)
         self.gelu = "none" if cfg.activation == "gelu" else "tanh"
         self.dropout = cfg.dropout
@@ -301,8 +388,15 @@ class Block(nn.Module):
     def linears(self) -> tuple[nn.Linear, ...]:
         return (self.qkv, self.proj, self.up, self.down)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                pos: int = 0, mask: torch.Tensor | None = None, packed: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        pos: int = 0,
+        mask: torch.Tensor | None = None,
+        packed: bool = False,
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV, hd = self.n_head, self.n_kv, self.head_dim
         qkv = linear(self.norm1(x), self.qkv, packed).view(B, T, H + 2 * KV, hd).transpose(1, 2)  # [B, heads, T, hd]
@@ -320,8 +414,8 @@ class Block(nn.Module):
         if T == 1 and kv is not None:  # decode: fold the query heads of a group into the query axis (no repeat of k/v)
             y = F.scaled_dot_product_attention(q.reshape(B, KV, H // KV, hd), k, v, attn_mask=mask)
         else:
-            drop = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=drop, enable_gqa=KV != H)
+            # no attention dropout: on the CPU it forces the slow unfused attention path (dropout is on residuals)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=KV != H)
             y = y.transpose(1, 2)
         y = linear(y.reshape(B, T, H * hd), self.proj, packed)
         if self.training and self.dropout:
@@ -356,12 +450,12 @@ class Transformer(GenlibModel):
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.pos_emb = nn.Embedding(c.context, c.d_model) if c.arch == "gpt2" else None
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
-        self.norm_f = nn.LayerNorm(c.d_model, eps=c.norm_eps) if c.arch == "gpt2" else nn.RMSNorm(c.d_model, eps=c.norm_eps)
+        self.norm_f = make_norm(c)
         self.lm_head = None if c.tie_embeddings else nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.arch == "llama":
             cos, sin = rope_tables(c)
             self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)  # signed: see rope_tables
         else:
             self.rope_cos = self.rope_sin = None
         self.tokenizer: Tokenizer | None = None
@@ -406,8 +500,12 @@ class Transformer(GenlibModel):
                 for ours, theirs, rows in (("norm1", "ln_1", c.d_model), ("norm2", "ln_2", c.d_model)):
                     add(b + ours + ".weight", [(p + theirs + ".weight", rows)])
                     add(b + ours + ".bias", [(p + theirs + ".bias", rows)])
-                for ours, theirs, rows in (("qkv", "attn.c_attn", 3 * q), ("proj", "attn.c_proj", c.d_model),
-                                           ("up", "mlp.c_fc", c.d_ff), ("down", "mlp.c_proj", c.d_model)):
+                for ours, theirs, rows in (
+                    ("qkv", "attn.c_attn", 3 * q),
+                    ("proj", "attn.c_proj", c.d_model),
+                    ("up", "mlp.c_fc", c.d_ff),
+                    ("down", "mlp.c_proj", c.d_model),
+                ):
                     add(b + ours + ".weight", [(p + theirs + ".weight", rows)], transposed=True)
                     add(b + ours + ".bias", [(p + theirs + ".bias", rows)])
             add("norm_f.weight", [("transformer.ln_f.weight", c.d_model)])
@@ -482,14 +580,21 @@ class Transformer(GenlibModel):
     def post_load(self, folder: Path) -> None:
         """Read tokenizer.json, tokenizer_config.json and generation_config.json when the folder has them."""
         self.tokenizer = Tokenizer.from_folder(folder, config_to_hf(self.config, self.dtype))
+        with torch.no_grad():  # pack the CPU matmul weights now, so the first request does not pay for it
+            self._packed()
 
     def extra_files(self) -> dict[str, bytes]:
         """tokenizer.json, tokenizer_config.json and generation_config.json for save_pretrained."""
         files = self.tokenizer.files() if self.tokenizer is not None else {}
         eos = self.eos_token_ids()
-        gen = {"bos_token_id": self.config.bos_token_id, "eos_token_id": eos[0] if len(eos) == 1 else (eos or None),
-               "pad_token_id": self.config.pad_token_id}
-        files["generation_config.json"] = (json.dumps({k: v for k, v in gen.items() if v is not None}, indent=2) + "\n").encode()
+        gen = {
+            "bos_token_id": self.config.bos_token_id,
+            "eos_token_id": eos[0] if len(eos) == 1 else (eos or None),
+            "pad_token_id": self.config.pad_token_id,
+        }
+        files["generation_config.json"] = (
+            json.dumps({k: v for k, v in gen.items() if v is not None}, indent=2) + "\n"
+        ).encode()
         return files
 
     # ----- forward -----
@@ -498,11 +603,11 @@ class Transformer(GenlibModel):
         return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
 
     def _packed(self) -> bool:
-        """Pack (or re-pack changed) linear weights for oneDNN when this is CPU inference in fp32/bf16."""
+        """Pack (or re-pack changed) linear weights for oneDNN when this is bf16 inference on the CPU."""
         w = self.tok_emb.weight
         if not _PACK or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or w.device.type != "cpu":
             return False
-        if w.dtype not in (torch.float32, torch.bfloat16):
+        if w.dtype != torch.bfloat16:  # fp32 batch-1 matmuls are memory-bound either way: no second copy
             return False
         ok = pack_linear(self._head_pack, self.head_weight)
         for blk in self.blocks:
@@ -513,24 +618,35 @@ class Transformer(GenlibModel):
     def _head(self, x: torch.Tensor, packed: bool) -> torch.Tensor:
         return linear(x, self._head_pack, True) if packed else F.linear(x, self.head_weight)
 
-    def _embed(self, idx: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    def _embed(
+        self, idx: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             return x + self.pos_emb(positions), None
         return x, (self.rope_cos[positions].unsqueeze(-3), self.rope_sin[positions].unsqueeze(-3))
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [B, T, vocab] for a batch of token ids (no cache); with targets, the mean cross-entropy loss."""
+    def hidden(self, idx: torch.Tensor, packed: bool | None = None) -> torch.Tensor:
+        """Final-norm hidden states [B, T, d_model] for a batch of token ids (no cache)."""
         T = idx.shape[1]
         if T > self.config.context:
             raise BadInput(f"sequence of {T} tokens is longer than the context ({self.config.context})")
-        packed = self._packed()
+        packed = self._packed() if packed is None else packed
         x, rope = self._embed(idx, torch.arange(T, device=idx.device))
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout)
         for blk in self.blocks:
             x = blk(x, rope, packed=packed)
-        logits = self._head(self.norm_f(x), packed)
+        return self.norm_f(x)
+
+    def logits(self, h: torch.Tensor, packed: bool | None = None) -> torch.Tensor:
+        """Output-head logits of hidden states."""
+        return self._head(h, self._packed() if packed is None else packed)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, T, vocab] for a batch of token ids (no cache); with targets, the mean cross-entropy loss."""
+        packed = self._packed()
+        logits = self._head(self.hidden(idx, packed), packed)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
@@ -538,13 +654,22 @@ class Transformer(GenlibModel):
     def new_cache(self, batch: int, length: int) -> KVCache:
         return KVCache(self.config, batch, length, self.dtype, self.device)
 
-    def step(self, idx: torch.Tensor, cache: KVCache, positions: torch.Tensor, mask: torch.Tensor | None = None,
-             all_logits: bool = False) -> torch.Tensor:
-        """Run `idx` [B, T] at cache position `cache.pos`; logits of the last position [B, vocab] (or all, [B, T, vocab])."""
+    def step(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache,
+        positions: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        all_logits: bool = False,
+        packed: bool | None = None,
+    ) -> torch.Tensor:
+        """Run `idx` [B, T] at cache position `cache.pos`; logits of the last position [B, vocab] (or all, [B, T, vocab]).
+
+        `packed` says the caller already ran `_packed()` for this generation (None: check now)."""
         T, pos = idx.shape[1], cache.pos
         if pos + T > cache.length:
             raise BadInput(f"KV cache holds {cache.length} positions, asked for {pos + T}")
-        packed = self._packed()
+        packed = self._packed() if packed is None else packed
         x, rope = self._embed(idx, positions)
         for i, blk in enumerate(self.blocks):
             x = blk(x, rope, (cache.k[i], cache.v[i]), pos, mask, packed)
@@ -571,12 +696,19 @@ class Transformer(GenlibModel):
             if len(p) < 1:
                 raise BadInput("a prompt has no tokens")
             if len(p) >= ctx:
-                raise BadInput(f"prompt is {len(p)} tokens; this model's context is {ctx} tokens (at most {ctx - 1} for the prompt)")
+                raise BadInput(
+                    f"prompt is {len(p)} tokens; this model's context is {ctx} tokens (at most {ctx - 1} for the prompt)"
+                )
             if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < V for t in p):
                 raise BadInput(f"prompt token ids must be integers in [0, {V})")
 
-    def generate_ids(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
-                     should_stop: Callable[[], bool] | None = None, done: list[bool] | None = None) -> Iterator[list[int]]:
+    def generate_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        should_stop: Callable[[], bool] | None = None,
+        done: list[bool] | None = None,
+    ) -> Iterator[list[int]]:
         """Yield the next token of every row per decode step (left-padded batch, preallocated KV cache).
 
         A row ends at EOS or when the caller sets its `done` flag (read after each step); finished rows get the pad
@@ -586,8 +718,9 @@ class Transformer(GenlibModel):
         return self._decode_loop([list(p) for p in prompts], params, should_stop, done or [False] * len(prompts))
 
     @torch.inference_mode()
-    def _decode_loop(self, prompts: list[list[int]], params: SamplingParams, should_stop: Callable[[], bool] | None,
-                     done: list[bool]) -> Iterator[list[int]]:
+    def _decode_loop(
+        self, prompts: list[list[int]], params: SamplingParams, should_stop: Callable[[], bool] | None, done: list[bool]
+    ) -> Iterator[list[int]]:
         B, lens = len(prompts), [len(p) for p in prompts]
         L, dev = max(lens), self.device
         n_new = min(params.max_new_tokens, self.config.context - L)
@@ -604,7 +737,8 @@ class Transformer(GenlibModel):
         if padded:  # causal and real keys; every query also sees itself so padding rows stay finite
             causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril()
             mask = ((causal & valid[:, None, :L]) | torch.eye(L, dtype=torch.bool, device=dev))[:, None]
-        logits = self.step(ids, cache, positions, mask)
+        packed = self._packed()  # once per generation, not per token
+        logits = self.step(ids, cache, positions, mask, packed=packed)
         sampler = Sampler(params, prompts, self.config.vocab_size, dev)
         positions = positions[:, -1:]
         for t in range(n_new):
@@ -621,14 +755,14 @@ class Transformer(GenlibModel):
                 return
             positions = positions + 1
             step_mask = valid[:, None, None, : cache.pos + 1] if padded else None
-            logits = self.step(torch.tensor(tokens, device=dev)[:, None], cache, positions, step_mask)
+            logits = self.step(torch.tensor(tokens, device=dev)[:, None], cache, positions, step_mask, packed=packed)
 
     def _tokenizer(self) -> Tokenizer:
         if self.tokenizer is None:
             raise BadConfig("this model folder has no tokenizer.json: it can only generate token ids (generate_ids)")
         return self.tokenizer
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
+    def _prompt_ids(self, prompt: Any) -> list[int]:
         return self._tokenizer().encode(clean_prompt(prompt))
 
     def _stream_ids(self, ids: list[int], params: SamplingParams, stop_event: Any) -> TextStream:
@@ -668,7 +802,7 @@ class Transformer(GenlibModel):
     def generate(self, prompt: str | list[str], **kwargs: Any) -> str | list[str]:
         """Continue a prompt (or a batch of prompts, left-padded); see SamplingParams for the arguments."""
         params = SamplingParams.make(**kwargs)
-        if isinstance(prompt, str):
+        if isinstance(prompt, str | bytes | bytearray):
             return "".join(self._stream_ids(self._prompt_ids(prompt), params, None))
         if not isinstance(prompt, list | tuple) or not prompt:
             raise BadInput("prompt must be a string or a non-empty list of strings")
@@ -690,11 +824,9 @@ class Transformer(GenlibModel):
                 done[b] = asms[b].stopped
         return [text + asm.finish() for text, asm in zip(texts, asms, strict=True)]
 
-    def stream(self, prompt: str, *, stop_event: Any = None, **kwargs: Any) -> TextStream:
+    def stream(self, prompt: str | bytes, *, stop_event: Any = None, **kwargs: Any) -> TextStream:
         """Iterate over text pieces as they are decoded; `stop_event` (threading.Event or callable) ends it within a token."""
         params = SamplingParams.make(**kwargs)
-        if not isinstance(prompt, str):
-            raise BadInput("stream takes one prompt string")
         return self._stream_ids(self._prompt_ids(prompt), params, stop_event)
 
     # ----- chat -----

@@ -22,12 +22,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from huggingface_hub import EvalResult
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
 
 from genlib.models.transformer import Transformer, TransformerConfig
 from genlib.textgen import evaluate_bits_per_byte
 from genlib.tokenizer import Tokenizer
+from genlib.train.cards import write_card
 from genlib.train.checkpoint import load_checkpoint, save_checkpoint
 
 EOT = "<|endoftext|>"
@@ -35,12 +37,17 @@ SAMPLE_PROMPTS = ("Once upon a time", "One day, a little boy named Tom", "Lily a
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m genlib.train.text", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m genlib.train.text", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", type=Path, default=Path("../shared/data/text"))
     p.add_argument("--out", type=Path, default=Path("weights/stories-gpt"), help="model folder written at the end")
-    p.add_argument("--run-dir", type=Path, default=Path("~/genlib-runs/stories").expanduser(),
-                   help="tokenizer, checkpoints and log (outside the repo)")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("~/genlib-runs/stories").expanduser(),
+        help="tokenizer, checkpoints and log (outside the repo)",
+    )
     p.add_argument("--minutes", type=float, default=60.0, help="training budget (wall clock), summed over resumes")
     p.add_argument("--holdout-frac", type=float, default=0.05, help="tail of tinystories.txt kept out of training")
     p.add_argument("--vocab", type=int, default=4096)
@@ -52,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--d-ff", type=int, default=768)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--batch", type=int, default=32, help="sequences per step")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--min-lr-frac", type=float, default=0.1, help="cosine decays to lr * this at the end of the budget")
     p.add_argument("--warmup-steps", type=int, default=60)
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -84,7 +91,9 @@ def load_texts(data_dir: Path, holdout_frac: float) -> tuple[list[str], str]:
     train, held = stories[:cut], stories[cut + 2 :]
     docs = [train]
     more = data_dir / "tinystories_more.txt"
-    if more.is_file():  # one paragraph a line, stories ended by <|endoftext|> lines: match tinystories.txt's blank lines
+    if (
+        more.is_file()
+    ):  # one paragraph a line, stories ended by <|endoftext|> lines: match tinystories.txt's blank lines
         for story in more.read_text(encoding="utf-8").split(EOT):
             paras = [p.strip() for p in story.split("\n") if p.strip()]
             if paras:
@@ -99,11 +108,18 @@ def train_tokenizer(docs: list[str], vocab: int) -> HFTokenizer:
     tok = HFTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, min_frequency=2, special_tokens=[EOT],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        min_frequency=2,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(docs, trainer=trainer)
     eot = tok.token_to_id(EOT)  # prompts start after <|endoftext|>, as every training document does
-    tok.post_processor = processors.TemplateProcessing(single=f"{EOT} $A", pair=f"{EOT} $A {EOT} $B", special_tokens=[(EOT, eot)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOT} $A", pair=f"{EOT} $A {EOT} $B", special_tokens=[(EOT, eot)]
+    )
     return tok
 
 
@@ -143,47 +159,44 @@ def heldout_loss(model: Transformer, ids: torch.Tensor, ctx: int, bf16: bool, ba
     return total / n
 
 
-def model_card(args: argparse.Namespace, info: dict, samples: list[tuple[str, str]]) -> str:
+def write_model_card(args: argparse.Namespace, info: dict, samples: list[tuple[str, str]]) -> None:
     """README.md with Hub metadata: data, intended use, limitations, misuse, training run and held-out scores."""
     name = args.out.name
     bpb, loss = info["heldout_bits_per_byte"], info["heldout_loss"]
-    sample_md = "\n\n".join("\n".join(f"> {line}" if line else ">" for line in f"**{p}**{s}".strip().split("\n"))
-                              for p, s in samples)
-    return f"""---
-license: cdla-sharing-1.0
-library_name: genlib
-pipeline_tag: text-generation
-language:
-- en
-tags:
-- genlib
-- text-generation
-- llama
-- tinystories
-- cpu-trained
-datasets:
-- roneneldan/TinyStories
-metrics:
-- perplexity
-model-index:
-- name: {name}
-  results:
-  - task:
-      type: text-generation
-      name: Text generation
-    dataset:
-      type: roneneldan/TinyStories
-      name: TinyStories (held-out tail of genlib's 1.5 MB sample)
-    metrics:
-    - type: bits_per_byte
-      value: {bpb:.4f}
-      name: held-out bits per byte
-    - type: loss
-      value: {loss:.4f}
-      name: held-out cross-entropy (nats per token)
----
-
-# {name}
+    sample_md = "\n\n".join(
+        "\n".join(f"> {line}" if line else ">" for line in f"**{p}**{s}".strip().split("\n")) for p, s in samples
+    )
+    dataset = {
+        "dataset_type": "roneneldan/TinyStories",
+        "dataset_name": "TinyStories (held-out tail of genlib's sample)",
+    }
+    metadata = {
+        "license": "cdla-sharing-1.0",
+        "library_name": "genlib",
+        "pipeline_tag": "text-generation",
+        "language": ["en"],
+        "tags": ["genlib", "text-generation", "llama", "tinystories", "cpu-trained"],
+        "datasets": ["roneneldan/TinyStories"],
+        "metrics": ["perplexity"],
+        "model_name": name,
+        "eval_results": [
+            EvalResult(
+                task_type="text-generation",
+                metric_type="bits_per_byte",
+                metric_value=round(bpb, 4),
+                metric_name="held-out bits per byte",
+                **dataset,
+            ),
+            EvalResult(
+                task_type="text-generation",
+                metric_type="loss",
+                metric_value=round(loss, 4),
+                metric_name="held-out cross-entropy (nats per token)",
+                **dataset,
+            ),
+        ],
+    }
+    body = f"""# {name}
 
 A {info["parameters"] / 1e6:.1f}M-parameter llama-type decoder (RoPE, RMSNorm, SwiGLU) with a {info["vocab"]}-token
 byte-level BPE tokenizer, trained from scratch on the CPU by `genlib.train.text` to write very short, simple
@@ -230,6 +243,7 @@ Scored by `genlib.textgen.evaluate_bits_per_byte` (every token, sliding window w
 ## Samples (uncurated: temperature 0.8, top-p 0.95, seeds 0, 1, 2, first try)
 {sample_md}
 """
+    write_card(args.out, metadata=metadata, body=body)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     run_dir = args.run_dir.expanduser()
     run_dir.mkdir(parents=True, exist_ok=True)
-    command = "python -m genlib.train.text " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python -m genlib.train.text " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
     docs, held = load_texts(args.data_dir, args.holdout_frac)
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.is_file():
@@ -250,21 +266,41 @@ def main(argv: list[str] | None = None) -> None:
     train_ids = encode_docs(tok, docs)
     held_ids = torch.tensor(tok.encode(held, add_special_tokens=False), dtype=torch.int32)
     n_bytes = sum(len(d.encode()) for d in docs)
-    log(run_dir, f"data: {len(docs)} documents, {n_bytes:,} bytes -> {len(train_ids):,} tokens "
-                 f"({n_bytes / len(train_ids):.2f} bytes/token); held-out {len(held.encode()):,} bytes, {len(held_ids):,} tokens")
+    log(
+        run_dir,
+        f"data: {len(docs)} documents, {n_bytes:,} bytes -> {len(train_ids):,} tokens "
+        f"({n_bytes / len(train_ids):.2f} bytes/token); held-out {len(held.encode()):,} bytes, {len(held_ids):,} tokens",
+    )
 
     eot = tok.token_id(EOT)
-    cfg = TransformerConfig(arch="llama", vocab_size=tok.vocab_size, context=args.context, d_model=args.d_model,
-                            n_layer=args.layers, n_head=args.heads, n_kv_head=args.kv_heads,
-                            head_dim=args.d_model // args.heads, d_ff=args.d_ff, norm_eps=1e-5, tie_embeddings=True,
-                            dropout=args.dropout, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot)
+    cfg = TransformerConfig(
+        arch="llama",
+        vocab_size=tok.vocab_size,
+        context=args.context,
+        d_model=args.d_model,
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_kv_head=args.kv_heads,
+        head_dim=args.d_model // args.heads,
+        d_ff=args.d_ff,
+        norm_eps=1e-5,
+        tie_embeddings=True,
+        dropout=args.dropout,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+    )
     torch.manual_seed(args.seed)
     model = Transformer(cfg)
     model.tokenizer = tok
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.95), fused=False)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        fused=False,
+    )
     ckpt = run_dir / "checkpoint"
     meta = load_checkpoint(ckpt, {"model": model}, {"opt": opt})
     if meta is not None and meta.get("config") != asdict(cfg):
@@ -272,7 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     meta = meta or {"step": 0, "train_seconds": 0.0, "best_val": float("inf"), "best_step": 0, "config": asdict(cfg)}
     step, train_s = meta["step"], meta["train_seconds"]
     if step:
-        log(run_dir, f"resumed at step {step} ({train_s / 60:.1f} min trained, best held-out loss {meta['best_val']:.4f})")
+        log(
+            run_dir,
+            f"resumed at step {step} ({train_s / 60:.1f} min trained, best held-out loss {meta['best_val']:.4f})",
+        )
     log(run_dir, f"model: {model.num_parameters() / 1e6:.2f}M parameters, {cfg.n_layer} layers, d_model {cfg.d_model}")
     torch.manual_seed(args.seed + step)
     gen = torch.Generator().manual_seed(args.seed + step)
@@ -288,7 +327,10 @@ def main(argv: list[str] | None = None) -> None:
         meta.update(step=step, train_seconds=train_s)
         save_checkpoint(ckpt, {"model": model}, {"opt": opt}, meta)
         bpb = val / math.log(2) * len(held_ids) / len(held.encode())
-        log(run_dir, f"step {step} min {train_s / 60:.1f} val_loss {val:.4f} val_bpb~{bpb:.3f} (best {meta['best_val']:.4f} @ {meta['best_step']})")
+        log(
+            run_dir,
+            f"step {step} min {train_s / 60:.1f} val_loss {val:.4f} val_bpb~{bpb:.3f} (best {meta['best_val']:.4f} @ {meta['best_step']})",
+        )
 
     model.train()
     last_eval, tick, tick_step, losses = train_s, time.time(), step, []
@@ -311,7 +353,10 @@ def main(argv: list[str] | None = None) -> None:
         train_s += time.time() - t_step
         if step % 25 == 0:
             rate = (step - tick_step) * args.batch * cfg.context / (time.time() - tick)
-            log(run_dir, f"step {step} min {train_s / 60:.1f} loss {sum(losses) / len(losses):.4f} lr {lr:.2e} {rate:,.0f} tok/s")
+            log(
+                run_dir,
+                f"step {step} min {train_s / 60:.1f} loss {sum(losses) / len(losses):.4f} lr {lr:.2e} {rate:,.0f} tok/s",
+            )
             tick, tick_step, losses = time.time(), step, []
         if train_s - last_eval > args.eval_minutes * 60:
             t_eval = time.time()
@@ -325,7 +370,10 @@ def main(argv: list[str] | None = None) -> None:
     model.load_state_dict(load_file(str(best_path)))
     model.eval()
     final = evaluate_bits_per_byte(model, held)
-    samples = [(p, model.generate(p, max_new_tokens=160, temperature=0.8, top_p=0.95, seed=i)) for i, p in enumerate(SAMPLE_PROMPTS)]
+    samples = [
+        (p, model.generate(p, max_new_tokens=160, temperature=0.8, top_p=0.95, seed=i))
+        for i, p in enumerate(SAMPLE_PROMPTS)
+    ]
     info = {
         "command": command,
         "steps": step,
@@ -343,9 +391,12 @@ def main(argv: list[str] | None = None) -> None:
         "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     model.save_pretrained(args.out)
-    (args.out / "README.md").write_text(model_card(args, info, samples))
+    write_model_card(args, info, samples)
     (run_dir / "train_info.json").write_text(json.dumps(info, indent=1))
-    log(run_dir, f"held-out: {final['bits_per_byte']:.4f} bits/byte, loss {final['loss']:.4f} over {final['tokens']:,} tokens")
+    log(
+        run_dir,
+        f"held-out: {final['bits_per_byte']:.4f} bits/byte, loss {final['loss']:.4f} over {final['tokens']:,} tokens",
+    )
     for p, s in samples:
         log(run_dir, f"sample: {p}{s[:200]!r}")
     log(run_dir, f"model written to {args.out}")
