@@ -90,6 +90,8 @@ def photo_latency(model, real: np.ndarray, reps: int = 10) -> dict[str, float]:
 
 def measure(ref: str, real: np.ndarray, other: np.ndarray, floor: dict, reps: int) -> dict:
     model = genlib.load(ref, device="cpu")
+    if model.config.resolution != real.shape[1]:
+        raise SystemExit(f"{ref} makes {model.config.resolution} px images; the reals are {real.shape[1]} px")
     fake = generated(model, len(real))
     rec = reconstructed(model, real)
     d_real = detail(real)
@@ -147,11 +149,11 @@ def write_card(folder: Path, results: list[dict], n: int) -> None:
     text = path.read_text()
     if CARD_BEGIN not in text or CARD_END not in text:
         raise SystemExit(f"{path} has no {CARD_BEGIN} ... {CARD_END} block to fill")
-    import platform
+    from genlib.train.vae import cpu_name
 
     block = (
         f"{CARD_BEGIN}\nMeasured by `bench/landscapes.py` on {n} held-out images ({n} samples, seeds 10000 and up,"
-        f" temperature 1); CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads.\n\n"
+        f" temperature 1); CPU: {cpu_name()}, {torch.get_num_threads()} threads.\n\n"
         f"{table(results)}\n"
     )
     for name, alt in [
@@ -194,6 +196,8 @@ def main() -> None:
     args = p.parse_args()
 
     res = genlib.load(args.model, device="cpu").config.resolution
+    if args.baseline and genlib.load(args.baseline, device="cpu").config.resolution != res:
+        raise SystemExit(f"--baseline {args.baseline} has another resolution than --model {args.model}")
     names = zip_names(args.data)
     train, held = split_names(names, args.holdout)
     real = load_images(args.data, held, res)[: args.n]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -65,7 +64,12 @@ def open_upload(
     """A file path, the file's bytes, or a PIL image -> a loaded 8-bit RGB PIL image; BadInput otherwise."""
     if isinstance(src, Image.Image):
         _check_pixels(src, max_pixels)
-        return to_rgb(src)
+        try:
+            return to_rgb(ImageOps.exif_transpose(src) or src)
+        except BadInput:
+            raise
+        except (*_ERRORS, MemoryError) as e:
+            raise BadInput(f"image could not be converted ({src.mode}): {e}") from e
     data = _read(src, max_bytes)
     if not data:
         raise BadInput("upload is empty (0 bytes)")
@@ -122,13 +126,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def _to_uint8(im: Image.Image, mode: str) -> np.ndarray:
     """A single-channel 16/32-bit integer or float image -> uint8, by its bit depth (not stretched)."""
-    a: Any = np.asarray(im)
+    a = np.asarray(im).astype(np.float32)  # float32 keeps a 40-megapixel image at 160 MB
     if mode == "F":
-        a = a.astype(np.float64)
-        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-        scale = 255.0 if a.size and 0.0 <= a.min() and a.max() <= 1.0 else 1.0  # [0, 1] floats or 0-255
-        return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
-    a = a.astype(np.int64)
-    if mode.startswith("I;16") or (a.size and a.max() > 255):
-        return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)  # 0-65535 -> 0-255
-    return np.clip(a, 0, 255).astype(np.uint8)
+        np.nan_to_num(a, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if a.size and 0.0 <= a.min() and a.max() <= 1.0:  # [0, 1] floats; otherwise taken as 0-255
+            a *= 255.0
+    elif mode.startswith("I;16") or (a.size and a.max() > 255):
+        a /= 257.0  # 0-65535 -> 0-255
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 import genlib
 from genlib.errors import BadConfig, BadInput
+from genlib.hub import EMBEDDED, WEIGHTS_DIR
 from genlib.images import read_png_info
 from genlib.models import MODEL_TYPES
 from genlib.models.vae import VAE, VAEConfig, latent_pca
@@ -338,3 +339,16 @@ def test_trainer_runs_resumes_and_writes_a_loadable_model(tmp_path, plain):
     info = json.loads((run / "train_info.json").read_text())
     assert info["steps"] == 5 and info["sessions"] == 2 and math.isfinite(info["final_losses"]["l1"])
     assert (run / "samples" / "0000005.png").is_file() and (run / "samples" / "0000005-recon.png").is_file()
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / EMBEDDED["landscapes"] / "model.safetensors").exists(), reason="not trained yet")
+def test_embedded_landscapes_model_is_deterministic_and_has_directions():
+    m = genlib.load("landscapes", device="cpu")
+    assert isinstance(m, VAE) and m.config.resolution == 64
+    a, b = m.generate(16, seed=0), m.generate(16, seed=0)
+    assert all(same(x, y) for x, y in zip(a, b, strict=True)) and len({x.tobytes() for x in a}) == 16
+    s = m.direction_scales
+    assert (s > 0).all() and (s[:-1] >= s[1:]).all()
+    assert torch.allclose(m.directions @ m.directions.T, torch.eye(len(s)), atol=1e-4)
+    card = (WEIGHTS_DIR / EMBEDDED["landscapes"] / "README.md").read_text()
+    assert "license: other" in card and "## Training data" in card

@@ -142,9 +142,9 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     data = encoded(Image.fromarray(a), "JPEG", quality=95, exif=exif.tobytes())
-    im = open_upload(data)
-    check_rgb(im, (20, 40))
-    assert px(im, (10, 5))[0] < 30 and px(im, (10, 35))[0] > 225  # the left half is now on top
+    for im in (open_upload(data), open_upload(Image.open(io.BytesIO(data)))):
+        check_rgb(im, (20, 40))
+        assert px(im, (10, 5))[0] < 30 and px(im, (10, 35))[0] > 225  # the left half is now on top
 
 
 def test_webp_with_alpha_if_supported():

@@ -332,15 +332,13 @@ def latent_pca(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 # ----- images in and out, argument checks -----
 def pil_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
     """Centre-crop to a square, Lanczos-resize to `resolution`, -> [3, R, R] in [-1, 1]."""
-    from genlib.uploads import to_rgb
+    from genlib.uploads import open_upload
 
     if not isinstance(image, Image.Image):
         raise BadInput(f"expected a PIL image, got {type(image).__name__}")
-    im = to_rgb(image)
+    im = open_upload(image)  # refuses images over the upload pixel limit, converts any mode to RGB
     w, h = im.size
     s = min(w, h)
-    if s < 1:
-        raise BadInput(f"image has no pixels ({w}x{h})")
     left, top = (w - s) // 2, (h - s) // 2
     im = im.crop((left, top, left + s, top + s))
     if im.size != (resolution, resolution):
@@ -375,8 +373,9 @@ def check_amounts(amounts: Any, k: int) -> None:
 
 # ----- training only -----
 class Discriminator(nn.Module):
-    """Patch discriminator (training only, never shipped): image -> a realness logit per patch [N, R/8, R/8],
-    plus its features at every scale for the feature-matching loss. Each image is judged on its own."""
+    """Patch discriminator (training only, never shipped): image -> a realness logit per patch [N, r, r]
+    (r = max(4, R/8); at 64 px each logit sees 40x40 px) and its features at every scale for the feature-matching
+    loss. Each image is judged on its own."""
 
     def __init__(self, c: VAEConfig, channels: int = 32, max_channels: int = 256) -> None:
         super().__init__()
