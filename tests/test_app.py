@@ -85,3 +85,24 @@ def test_interpolation_returns_gif_and_frames(client, gan_dir):
     gif, files = client.predict(str(gan_dir), 1, 2, 5, 1.0, 64, "nearest", api_name="/faces_interpolate")
     assert Image.open(gif).format == "GIF"
     assert len(files) == 6
+
+
+def test_text_streams_and_matches_the_library(client, tiny_text_folder):
+    import genlib
+
+    job = client.submit(str(tiny_text_folder), "Once upon", False, 40, 0.0, 1.0, 0, 0, api_name="/text")
+    outputs = list(job)
+    final_text, speed = job.result()
+    assert len(outputs) > 1  # streamed in pieces
+    assert "tokens/s" in speed
+    expected = genlib.load(str(tiny_text_folder)).generate("Once upon", max_new_tokens=40, temperature=0.0)
+    assert final_text == expected
+
+
+def test_text_bad_input_is_refused_before_running(client, tiny_text_folder):
+    from gradio_client.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="prompt"):
+        client.predict(str(tiny_text_folder), "   ", False, 40, 0.8, 0.9, 0, 0, api_name="/text")
+    with pytest.raises(Exception):  # noqa: B017  (out of the slider's range: Gradio refuses it before the queue)
+        client.predict(str(tiny_text_folder), "Once", False, 40, 0.8, 1.5, 0, 0, api_name="/text")

@@ -13,64 +13,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from conftest import EOT, byte_level_tokenizer  # noqa: E402
+from conftest import TINY_TEXT as TEXT  # noqa: E402
 
 import genlib
 from genlib.errors import BadConfig, BadInput
-from genlib.models.transformer import Transformer, TransformerConfig
+from genlib.models.transformer import Transformer
 from genlib.sampling import MAX_NEW_TOKENS, SamplingParams, TextAssembler
 from genlib.textgen import evaluate_bits_per_byte
 from genlib.tokenizer import Tokenizer
 
-EOT = "<|endoftext|>"
-TEXT = (
-    "Once upon a time, a little cat named Tom lived in a café near the sea. Tom liked to nap in the sun. "
-    'One day he saw a big red ball 🎈 and said: "Naïve me, I want to play!" The end. '
-) * 10
-CHAT = "{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<|endoftext|>assistant:{% endif %}"
-
-
-def byte_level_tokenizer(vocab: int = 320) -> HFTokenizer:
-    tok = HFTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab,
-        special_tokens=[EOT],
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator([TEXT], trainer=trainer)
-    return tok
-
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """A tiny random llama with a tokenizer and chat template, written by genlib's save_pretrained.
-
-    It has no EOS token, so every call generates exactly max_new_tokens (up to the context)."""
-    hf_tok = byte_level_tokenizer()
-    cfg = TransformerConfig(
-        arch="llama",
-        vocab_size=hf_tok.get_vocab_size(),
-        context=96,
-        d_model=48,
-        n_layer=2,
-        n_head=4,
-        n_kv_head=2,
-        head_dim=12,
-        d_ff=96,
-        tie_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = Transformer(cfg)
-    with torch.no_grad():  # spread the logits so samples vary and greedy is decisive
-        model.lm_head.weight.mul_(20)
-    model.tokenizer = Tokenizer(hf_tok, {"bos_token": EOT}, chat_template=CHAT)
-    out = tmp_path_factory.mktemp("tiny-text")
-    model.save_pretrained(out)
-    return out
+def folder(tiny_text_folder) -> Path:
+    return tiny_text_folder
 
 
 @pytest.fixture(scope="module")
