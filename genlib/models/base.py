@@ -17,12 +17,36 @@ from huggingface_hub import ModelHubMixin
 from safetensors.torch import save_file
 from torch import nn
 
+MODEL_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_type | default("genlib model", true) }}
+
+A genlib model in Hub layout (config.json + model.safetensors). Load it with
+`genlib.load("owner/name@revision")` or pick it in the genlib app; genlib loads safetensors only.
+
+## Training data
+[Describe the data set, its licence and terms, and the held-out split.]
+
+## Intended use
+[What the model is for, and for whom.]
+
+## Limitations
+[What it gets wrong, with measured numbers.]
+
+## Misuse
+[Foreseeable misuse (e.g. deceptive media) and how outputs are marked.]
+"""
+
 
 class GenlibModel(
     nn.Module,
     ModelHubMixin,
     library_name="genlib",
     repo_url="https://github.com/genlib/genlib",
+    model_card_template=MODEL_CARD_TEMPLATE,
+    tags=["genlib", "safetensors"],
 ):
     """A torch module with a config dataclass, Hub-layout saving and genlib loading.
 
@@ -79,6 +103,19 @@ class GenlibModel(
         return {}
 
     # ----- ModelHubMixin hooks -----
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """The mixin's card, with this model's type, task and pipeline tag filled in."""
+        card = super().generate_model_card(*args, model_type=self.model_type, **kwargs)
+        pipeline = {
+            "faces": "unconditional-image-generation",
+            "landscapes": "unconditional-image-generation",
+            "text": "text-generation",
+        }.get(self.task)
+        if pipeline:
+            card.data.pipeline_tag = pipeline
+        card.data.tags = sorted(set((card.data.tags or []) + [self.task]))
+        return card
+
     def _save_pretrained(self, save_directory: Path) -> None:
         tensors = self.tensors_to_save()
         save_file(tensors, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
