@@ -87,3 +87,12 @@ def test_info_image_on_a_non_image_is_a_clear_error(tmp_path):
 def test_a_text_kind_on_a_face_model_names_the_mismatch(gan_dir):
     r = cli("generate", "text", "--model", str(gan_dir), "--prompt", "hi")
     assert r.returncode == 1 and "faces model" in r.stderr
+
+
+def test_info_answers_for_the_embedded_faces_model():
+    r = cli("info", "faces", env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["source"] == "embedded" and info["architecture"] == "genlib-gan"
+    assert info["card"]["metadata"]["pipeline_tag"] == "unconditional-image-generation"
+    assert "do not exist" in info["card"]["summary"]

@@ -14,7 +14,6 @@ from PIL import Image
 
 import genlib
 from genlib.errors import BadInput
-from genlib.hub import EMBEDDED, WEIGHTS_DIR
 from genlib.images import DIGITAL_SOURCE_TYPE, provenance, read_png_info, save_png
 from genlib.models.gan import GANConfig, Generator
 
@@ -130,7 +129,6 @@ def test_cli_generate_face_is_byte_identical_on_rerun(gan_dir, tmp_path):
     assert read_png_info(tmp_path / "a" / "000002.png")["seed"] == "7"
 
 
-@pytest.mark.skipif(not (WEIGHTS_DIR / EMBEDDED["faces"] / "model.safetensors").exists(), reason="not trained yet")
 def test_embedded_faces_model_generates_64_identical_faces_offline(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     for run in ("a", "b"):
