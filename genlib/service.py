@@ -16,8 +16,6 @@ from typing import Any
 
 from genlib.errors import BadInput
 from genlib.images import check_upscale, provenance, save_gif, save_png, upscale
-from genlib.models.gan import check_generate_args
-from genlib.store import ModelStore
 
 MAX_FACES_PER_REQUEST = 64
 MAX_FRAMES = 64
@@ -36,11 +34,20 @@ class FaceRequest:
 class LocalService:
     """Runs models in this process, cached in a bounded ModelStore; writes outputs under `out_dir`."""
 
-    def __init__(self, store: ModelStore | None = None, out_dir: str | Path | None = None) -> None:
-        self.store = store or ModelStore()
+    def __init__(self, store: Any = None, out_dir: str | Path | None = None) -> None:
+        self._store = store
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="genlib-"))
         self._counter = 0
         self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Any:
+        """The ModelStore, created on first use: importing torch waits until a model is needed."""
+        if self._store is None:
+            from genlib.store import ModelStore
+
+            self._store = ModelStore()
+        return self._store
 
     def _new_dir(self, kind: str) -> Path:
         with self._lock:
@@ -60,6 +67,8 @@ class LocalService:
     @staticmethod
     def check_face_request(r: FaceRequest) -> BadInput | None:
         """The error this request would raise, or None; numbers that are whole floats count as integers."""
+        from genlib.models.gan import check_generate_args
+
         try:
             for name in ("seed", "n", "size"):
                 v = getattr(r, name)
