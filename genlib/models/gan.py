@@ -37,22 +37,29 @@ class GANConfig:
         return min(self.max_channels, self.channels * (self.resolution // res))
 
 
-def _check_config(d: dict[str, Any]) -> GANConfig:
-    names = {f.name for f in fields(GANConfig)}
+def check_image_config(cls: type, d: dict[str, Any], limits: dict[str, int]) -> Any:
+    """Build an all-integer image-model config dataclass from config.json, naming any bad field.
+
+    Shared by the GAN and the VAE: integer fields, a power-of-two `resolution`, and [1, limit] ranges."""
+    names = {f.name for f in fields(cls)}
     values = {k: v for k, v in d.items() if k in names}
     for k, v in values.items():
         if not isinstance(v, int) or isinstance(v, bool):
             raise BadConfig(f"config.json: {k} must be an integer, got {v!r}")
-    cfg = GANConfig(**values)
+    cfg = cls(**values)
     r = cfg.resolution
     if r < 8 or r > 1024 or r & (r - 1):
         raise BadConfig(f"config.json: resolution must be a power of two in [8, 1024], got {r}")
-    limits = {"z_dim": 4096, "w_dim": 4096, "mapping_layers": 16, "channels": 4096, "max_channels": 4096}
     for k, hi in limits.items():
         v = getattr(cfg, k)
         if not 1 <= v <= hi:
             raise BadConfig(f"config.json: {k}={v} is outside [1, {hi}]")
     return cfg
+
+
+def _check_config(d: dict[str, Any]) -> GANConfig:
+    limits = {"z_dim": 4096, "w_dim": 4096, "mapping_layers": 16, "channels": 4096, "max_channels": 4096}
+    return check_image_config(GANConfig, d, limits)
 
 
 class PixelNorm(nn.Module):

@@ -32,7 +32,7 @@ whatever the batch it is made in, and a photo's latent whatever it is encoded wi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ from torch import nn
 
 from genlib.errors import BadConfig, BadInput
 from genlib.models.base import GenlibModel
-from genlib.models.gan import PixelNorm, init_weights, slerp, tensor_to_pil
+from genlib.models.gan import PixelNorm, check_image_config, init_weights, slerp, tensor_to_pil
 
 MAX_IMAGES = 256  # per call
 MAX_SEED = 2**63 - 1
@@ -65,20 +65,7 @@ class VAEConfig:
 
 
 def _check_config(d: dict[str, Any]) -> VAEConfig:
-    names = {f.name for f in fields(VAEConfig)}
-    values = {k: v for k, v in d.items() if k in names}
-    for k, v in values.items():
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise BadConfig(f"config.json: {k} must be an integer, got {v!r}")
-    cfg = VAEConfig(**values)
-    r = cfg.resolution
-    if r < 8 or r > 1024 or r & (r - 1):
-        raise BadConfig(f"config.json: resolution must be a power of two in [8, 1024], got {r}")
-    limits = {"latent_dim": 4096, "channels": 4096, "max_channels": 4096}
-    for k, hi in limits.items():
-        v = getattr(cfg, k)
-        if not 1 <= v <= hi:
-            raise BadConfig(f"config.json: {k}={v} is outside [1, {hi}]")
+    cfg = check_image_config(VAEConfig, d, {"latent_dim": 4096, "channels": 4096, "max_channels": 4096})
     if not 1 <= cfg.n_directions <= cfg.latent_dim:
         raise BadConfig(f"config.json: n_directions={cfg.n_directions} is outside [1, latent_dim={cfg.latent_dim}]")
     return cfg
