@@ -18,7 +18,7 @@ import gradio as gr
 
 from genlib.errors import GenlibError
 from genlib.hub import EMBEDDED, WEIGHTS_DIR
-from genlib.images import AI_LABEL
+from genlib.images import AI_LABEL, read_png_info
 from genlib.service import MAX_FRAMES, FaceRequest, LocalService
 
 try:  # ZeroGPU on Hugging Face Spaces: only when the `spaces` package is installed
@@ -35,6 +35,7 @@ service = LocalService()
 MODEL_LIMIT = dict(concurrency_id="models", concurrency_limit=2, time_limit=180)
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 512
+N_DIRECTIONS = 6  # direction sliders shown (a model with fewer directions refuses the extra ones clearly)
 _stop_flags: dict[str, threading.Event] = {}
 
 CSS = ".ai-label {font-weight: 600; color: #b45309} footer {visibility: hidden}"
@@ -54,6 +55,18 @@ def not_ready_note(name: str) -> str:
 def one_line(e: Exception) -> gr.Error:
     """Turn a genlib error into the one-line message the user sees."""
     return gr.Error(f"{type(e).__name__}: {e}", print_exception=False)
+
+
+def captioned(paths) -> list[tuple[str, str]]:  # noqa: ANN001
+    """Gallery items with what made each image (model, revision, seed), read back from its PNG."""
+    out = []
+    for p in paths:
+        info = read_png_info(p)
+        rev = info.get("revision", "?")
+        rev = rev.split(":")[-1][:10] if rev else "?"
+        seed = f" · seed {info['seed']}" if "seed" in info else ""
+        out.append((str(p), f"{AI_LABEL} · {info.get('model', '?')}@{rev}{seed}"))
+    return out
 
 
 # ----- model pickers -----
@@ -96,7 +109,7 @@ def generate_faces(models, seeds, ns, truncations, sizes, methods):  # noqa: ANN
         results = iter(service.faces(good))
     except GenlibError as e:
         raise one_line(e) from e
-    return [[[str(p) for p in next(results)] if e is None else [] for e in errors]]
+    return [[captioned(next(results)) if e is None else [] for e in errors]]
 
 
 @on_gpu
@@ -106,6 +119,56 @@ def interpolate_faces(
     try:
         gif, paths = service.face_interpolation(
             model, int(seed_a), int(seed_b), int(frames), float(truncation), int(size), method
+        )
+    except GenlibError as e:
+        raise one_line(e) from e
+    return str(gif), [str(gif)] + [str(p) for p in paths]
+
+
+# ----- landscapes -----
+@on_gpu
+def generate_landscapes(model: str, seed: float, n: float, temperature: float, size: float, method: str):
+    try:
+        return captioned(service.landscapes(model, seed, n, temperature, size, method))
+    except GenlibError as e:
+        raise one_line(e) from e
+
+
+@on_gpu
+def steer_landscape(model: str, seed: float, temperature: float, size: float, method: str, *amounts: float) -> str:
+    """One sample moved along the latent directions; all sliders at 0 give the plain sample."""
+    try:
+        return str(service.landscapes(model, seed, 1, temperature, size, method, directions=list(amounts))[0])
+    except GenlibError as e:
+        raise one_line(e) from e
+
+
+@on_gpu
+def landscape_photo(model: str, photo: str | None, n: float, strength: float, seed: float, size: float, method: str):
+    """Upload -> (what the model sees, reconstruction, variations)."""
+    try:
+        seen, recon, variations = service.landscape_photo(model, photo, n, strength, seed, size, method)
+    except GenlibError as e:
+        raise one_line(e) from e
+    return str(seen), str(recon), captioned(variations)
+
+
+@on_gpu
+def interpolate_landscapes(
+    model: str,
+    seed_a: float,
+    seed_b: float,
+    photo_a: str | None,
+    photo_b: str | None,
+    frames: float,
+    temperature: float,
+    size: float,
+    method: str,
+):
+    """Between two seeds, or two photos where they are uploaded (a photo replaces its seed)."""
+    try:
+        gif, paths = service.landscape_interpolation(
+            model, photo_a or seed_a, photo_b or seed_b, frames, temperature, size, method
         )
     except GenlibError as e:
         raise one_line(e) from e
@@ -227,12 +290,101 @@ def build() -> gr.Blocks:
             )
 
         with gr.Tab("Landscapes"):
-            gr.Markdown(not_ready_note("landscapes") or "Sample landscapes, encode your photo, walk between scenes.")
+            gr.Markdown(
+                not_ready_note("landscapes")
+                or "Sample landscapes from a VAE-GAN, see how it encodes your photo, walk between two scenes "
+                "and steer a sample along the main directions of its latent space."
+            )
             with gr.Row():
-                l_model = gr.Dropdown(["landscapes"], value="landscapes", allow_custom_value=True, label="Model")
+                l_model = gr.Dropdown(
+                    ["landscapes"],
+                    value="landscapes",
+                    allow_custom_value=True,
+                    label="Model",
+                    info="embedded 'landscapes', a folder, or a Hub repo owner/name@revision",
+                )
                 l_load = gr.Button("Load model", scale=0)
             l_status = gr.Markdown()
+            with gr.Row():
+                l_seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+                l_rand = gr.Button("🎲 Random seed", scale=0)
+                l_n = gr.Slider(1, 16, value=8, step=1, label="Number of landscapes")
+                l_temp = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Temperature", info="0 = the mean landscape")
+            with gr.Row():
+                l_size = gr.Dropdown([64, 128, 256, 512], value=128, label="Display size (px)")
+                l_method = gr.Radio(["nearest", "lanczos"], value="nearest", label="Upscaling")
+            l_go = gr.Button("Generate landscapes", variant="primary")
+            gr.Markdown(f"<span class='ai-label'>⚠ {AI_LABEL}: these places do not exist.</span>")
+            l_gallery = gr.Gallery(label=f"{AI_LABEL} landscapes", columns=4, format="png", height="auto")
+            with gr.Accordion("Steer with latent directions", open=False):
+                gr.Markdown(
+                    "Each slider moves the sample (the seed above, one image) along a principal direction of the "
+                    "encoded training photos, in standard deviations; direction 1 varies most. All at 0 = the sample."
+                )
+                with gr.Row():
+                    l_dirs = [
+                        gr.Slider(-3, 3, value=0, step=0.25, label=f"Direction {i + 1}") for i in range(N_DIRECTIONS)
+                    ]
+                l_reset = gr.Button("Reset directions", scale=0)
+                l_steered = gr.Image(label=f"{AI_LABEL} steered landscape", type="filepath", format="png")
+            with gr.Accordion("Your photo: reconstruction and variations", open=True):
+                with gr.Row():
+                    l_photo = gr.File(
+                        label="Your photo", file_types=["image"], type="filepath", file_count="single", height=140
+                    )
+                    l_nvar = gr.Slider(0, 8, value=4, step=1, label="Variations")
+                    l_strength = gr.Slider(
+                        0, 1, value=0.4, step=0.05, label="Strength", info="0 = the reconstruction, 1 = new samples"
+                    )
+                l_photo_go = gr.Button("Reconstruct and vary")
+                with gr.Row():
+                    l_seen = gr.Image(label="What the model sees (centre crop, resized)", type="filepath", format="png")
+                    l_recon = gr.Image(label=f"Reconstruction ({AI_LABEL})", type="filepath", format="png")
+                l_vars = gr.Gallery(label=f"Variations ({AI_LABEL})", columns=4, format="png", height="auto")
+            with gr.Accordion("Interpolate", open=False):
+                gr.Markdown("Between two seeds; upload a photo for an end to start or finish at its reconstruction.")
+                with gr.Row():
+                    li_a = gr.Number(0, precision=0, label="Seed A", minimum=0)
+                    li_b = gr.Number(1, precision=0, label="Seed B", minimum=0)
+                    li_frames = gr.Slider(2, MAX_FRAMES, value=16, step=1, label="Frames")
+                with gr.Row():
+                    li_pa = gr.File(label="Photo A (optional)", file_types=["image"], type="filepath", height=120)
+                    li_pb = gr.File(label="Photo B (optional)", file_types=["image"], type="filepath", height=120)
+                li_go = gr.Button("Interpolate")
+                li_anim = gr.Image(label=f"{AI_LABEL} animation", type="filepath", format="gif")
+                li_files = gr.File(label="Download GIF and PNG frames", file_count="multiple")
             l_load.click(load_landscapes, l_model, l_status, api_name="load_landscapes_model", **MODEL_LIMIT)
+            l_rand.click(lambda: random.randrange(2**31), None, l_seed, api_name=False, queue=False)
+            l_go.click(
+                generate_landscapes,
+                [l_model, l_seed, l_n, l_temp, l_size, l_method],
+                l_gallery,
+                api_name="landscapes",
+                **MODEL_LIMIT,
+            )
+            steer_inputs = [l_model, l_seed, l_temp, l_size, l_method, *l_dirs]
+            for sl in l_dirs:
+                sl.release(steer_landscape, steer_inputs, l_steered, api_name=False, **MODEL_LIMIT)
+            l_reset.click(lambda: [0] * N_DIRECTIONS, None, l_dirs, api_name=False, queue=False).then(
+                steer_landscape, steer_inputs, l_steered, api_name=False, **MODEL_LIMIT
+            )
+            gr.on(  # the API endpoint (sliders above call the same function)
+                [l_go.click], steer_landscape, steer_inputs, l_steered, api_name="landscapes_steer", **MODEL_LIMIT
+            )
+            l_photo_go.click(
+                landscape_photo,
+                [l_model, l_photo, l_nvar, l_strength, l_seed, l_size, l_method],
+                [l_seen, l_recon, l_vars],
+                api_name="landscapes_photo",
+                **MODEL_LIMIT,
+            )
+            li_go.click(
+                interpolate_landscapes,
+                [l_model, li_a, li_b, li_pa, li_pb, li_frames, l_temp, l_size, l_method],
+                [li_anim, li_files],
+                api_name="landscapes_interpolate",
+                **MODEL_LIMIT,
+            )
 
         with gr.Tab("Text"):
             gr.Markdown(not_ready_note("stories"))

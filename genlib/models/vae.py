@@ -221,6 +221,10 @@ class VAE(GenlibModel):
         images = tensor_to_pil(x)
         return images[0] if latent.ndim == 1 else images
 
+    def model_view(self, image: Image.Image) -> Image.Image:
+        """The photo as the encoder gets it: centre-cropped to a square and resized to the model's resolution."""
+        return fit_square(image, self.config.resolution)
+
     def image_tensor(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> [N, 3, R, R] in [-1, 1]: centre-crop to a square, then Lanczos resize to R."""
         return torch.stack([pil_to_tensor(im, self.config.resolution) for im in images])
@@ -317,8 +321,8 @@ def latent_pca(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 # ----- images in and out, argument checks -----
-def pil_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
-    """Centre-crop to a square, Lanczos-resize to `resolution`, -> [3, R, R] in [-1, 1]."""
+def fit_square(image: Image.Image, resolution: int) -> Image.Image:
+    """What the model sees of a photo: centre-cropped to a square, Lanczos-resized to `resolution`, 8-bit RGB."""
     from genlib.uploads import open_upload
 
     if not isinstance(image, Image.Image):
@@ -330,6 +334,12 @@ def pil_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
     im = im.crop((left, top, left + s, top + s))
     if im.size != (resolution, resolution):
         im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return im
+
+
+def pil_to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
+    """`fit_square` -> [3, R, R] in [-1, 1]."""
+    im = fit_square(image, resolution)
     x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(resolution, resolution, 3)
     return x.permute(2, 0, 1).float().div(127.5).sub(1)
 
