@@ -67,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     _model_args(k)
 
-    p = sub.add_parser("info-image", help="read a PNG's provenance (model, revision, seed, AI-generated marker)")
+    p = sub.add_parser("info-image", help="read a PNG's provenance and check its C2PA content credentials")
     p.add_argument("file", type=Path)
+    p = sub.add_parser("make-cert", help="create a local self-signed C2PA signing chain (demo: not a trusted signer)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--force", action="store_true", help="replace an existing key.pem")
     p = sub.add_parser("convert-gguf", help="convert a llama-architecture GGUF file into a Hub-layout folder")
     p.add_argument("file", type=Path)
     p.add_argument("out_dir", type=Path)
@@ -154,11 +157,28 @@ def cmd_generate_text(args: argparse.Namespace) -> None:
 
 
 def cmd_info_image(path: Path) -> dict[str, Any]:
+    from genlib.credentials import verify
     from genlib.images import describe_provenance, read_png_info
 
     if not path.is_file():
         raise GenlibError(f"{path}: no such file")
-    return {"file": str(path), **describe_provenance(read_png_info(path))}
+    info = {"file": str(path), **describe_provenance(read_png_info(path))}
+    return {**info, "content_credentials": verify(path).to_dict()}
+
+
+def cmd_make_cert(out_dir: Path, force: bool) -> None:
+    import shlex
+
+    from genlib.credentials import ENV_CERT, ENV_KEY, ENV_TRUST, make_cert
+
+    cert, key, root = make_cert(out_dir, overwrite=force)
+    print(f"export {ENV_CERT}={shlex.quote(str(cert.resolve()))}")
+    print(f"export {ENV_KEY}={shlex.quote(str(key.resolve()))}")
+    print(
+        f"# local demo chain: verifiable, but not from a trusted signer. To accept it as trusted on this machine:\n"
+        f"#   export {ENV_TRUST}={shlex.quote(str(root.resolve()))}",
+        file=sys.stderr,
+    )
 
 
 def cmd_eval_text(args: argparse.Namespace) -> None:
@@ -191,6 +211,8 @@ def run(args: argparse.Namespace) -> None:
         cmd_generate_images(args)
     elif args.command == "info-image":
         print(json.dumps(cmd_info_image(args.file), indent=2))
+    elif args.command == "make-cert":
+        cmd_make_cert(args.dir, args.force)
     elif args.command == "convert-gguf":
         from genlib.gguf import convert_gguf
 

@@ -2,7 +2,8 @@
 
 Every PNG carries text chunks (model, revision, seed, settings, genlib version, `ai_generated`) and an
 XMP packet with the IPTC DigitalSourceType `trainedAlgorithmicMedia`, so the file itself tells a
-reader it is AI-generated and by which model. Encoding is deterministic: no timestamps.
+reader it is AI-generated and by which model. Encoding is deterministic: no timestamps. When
+GENLIB_C2PA_CERT/KEY are set, the finished PNG is also C2PA-signed (genlib.credentials).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from genlib.credentials import DIGITAL_SOURCE_TYPE, sign_if_configured
 from genlib.errors import BadInput
 
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 AI_LABEL = "AI-generated"
 _XMP_KEY = "XML:com.adobe.xmp"
 UPSCALE_METHODS = {"nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -52,7 +53,7 @@ def _xmp(info: dict[str, str]) -> str:
 
 
 def save_png(image: Image.Image, path: str | Path, info: dict[str, str]) -> Path:
-    """Write `image` as a PNG carrying `info` as text chunks plus an XMP packet."""
+    """Write `image` as a PNG carrying `info` as text chunks plus an XMP packet, then C2PA-sign it if configured."""
     meta = PngImagePlugin.PngInfo()
     for k, v in info.items():
         meta.add_text(k, v)
@@ -60,6 +61,7 @@ def save_png(image: Image.Image, path: str | Path, info: dict[str, str]) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", pnginfo=meta)
+    sign_if_configured(path, info)  # no-op (file byte-identical) unless GENLIB_C2PA_CERT/KEY are set
     return path
 
 
