@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import importlib
+import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from huggingface_hub import HfApi, constants, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
@@ -28,7 +31,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import get_session
 
-from genlib.errors import BadWeights, GatedModel, HubUnavailable, ModelNotFound, NotSafetensors
+from genlib.errors import BadWeights, GatedModel, HubUnavailable, ModelNotFound, NotAllowed, NotSafetensors
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -57,6 +60,7 @@ _PICKLE_MESSAGE = (
     "genlib loads safetensors only: pickle-based weights can run arbitrary code when loaded. "
     "Convert them (e.g. with the Hub's safetensors converter) and push model.safetensors"
 )
+MAX_REF_CHARS = 1024  # a folder path or owner/name@revision; longer references are refused unread
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -84,6 +88,54 @@ class ModelSource:
     path: Path
     repo_id: str
     revision: str  # a 40-hex commit SHA for Hub models, "sha256:<12 hex>" of the weights otherwise
+
+
+def max_model_bytes() -> int | None:
+    """The deployment's limit on a non-embedded model's weights (GENLIB_MAX_MODEL_BYTES, e.g. 2e9), or None."""
+    v = os.environ.get("GENLIB_MAX_MODEL_BYTES", "").strip()
+    if not v:
+        return None
+    try:
+        return int(float(v))
+    except ValueError:
+        raise NotAllowed(f"GENLIB_MAX_MODEL_BYTES must be a number of bytes, got {v!r}") from None
+
+
+def _refuse_size(ref: str, size: int, limit: int, where: str) -> None:
+    if size > limit:
+        raise NotAllowed(
+            f"{ref}: its weights are {size:,} bytes ({where}), over this deployment's limit of "
+            f"{limit:,} bytes (GENLIB_MAX_MODEL_BYTES)"
+        )
+
+
+def _check_remote_size(ref: str, repo_id: str, revision: str | None, token: str | bool | None, limit: int) -> None:
+    """Refuse a Hub model over the limit from its safetensors headers (a few KB read), before any download.
+    If the headers cannot be read (offline, no such repo), the download that follows reports why, and the
+    downloaded files are checked instead."""
+    try:
+        meta = HfApi().get_safetensors_metadata(repo_id, revision=revision, token=token)
+    except Exception:
+        return
+    size = sum(t.data_offsets[1] - t.data_offsets[0] for f in meta.files_metadata.values() for t in f.tensors.values())
+    _refuse_size(ref, size, limit, "from the Hub's safetensors headers, nothing downloaded")
+
+
+def _tensor_bytes(file: Path) -> int:
+    """Bytes of tensor data a safetensors file declares (its header's data offsets; the file size if unreadable)."""
+    try:
+        with open(file, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 0 < n <= 100_000_000 else None
+        return sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k != "__metadata__")
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return file.stat().st_size
+
+
+def _check_local_size(ref: str, folder: Path, limit: int | None) -> None:
+    if limit is not None:
+        size = sum(_tensor_bytes(f) for f in folder.glob("*.safetensors"))
+        _refuse_size(ref, size, limit, "on disk")
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -120,14 +172,18 @@ def resolve(
     if not ref or not ref.strip():
         raise ModelNotFound("empty model reference")
     ref = ref.strip()
+    if len(ref) > MAX_REF_CHARS:
+        raise ModelNotFound(f"model reference is {len(ref):,} characters; at most {MAX_REF_CHARS:,}")
     if ref in EMBEDDED:
         folder = WEIGHTS_DIR / EMBEDDED[ref]
         if not (folder / "model.safetensors").is_file():
             raise ModelNotFound(f"embedded model '{ref}' has not been trained and committed yet")
         return ModelSource(ref, "embedded", folder, f"genlib/{EMBEDDED[ref]}", _content_revision(folder))
     path = Path(ref).expanduser()
+    limit = max_model_bytes()
     if path.is_dir():
         _check_local_folder(path, ref)
+        _check_local_size(ref, path, limit)
         return ModelSource(ref, "local", path.resolve(), path.name, _content_revision(path))
     repo_id, revision = parse_ref(ref)
     if not _REPO_RE.match(repo_id):
@@ -135,9 +191,14 @@ def resolve(
         raise ModelNotFound(
             f"'{ref}' is not an embedded model ({known}), an existing folder or a Hub repo id 'owner/name[@rev]'"
         )
-    return _resolve_hub(
+    if limit is not None and not local_files_only and not constants.HF_HUB_OFFLINE:
+        with _bounded_hub_calls():
+            _check_remote_size(ref, repo_id, revision, token, limit)
+    src = _resolve_hub(
         ref, repo_id, revision, local_files_only=bool(local_files_only), token=token, tqdm_class=tqdm_class
     )
+    _check_local_size(ref, src.path, limit)
+    return src
 
 
 def _resolve_hub(
@@ -264,6 +325,9 @@ def _resolve_hub_bounded(
         raise ModelNotFound(f"no Hub repo '{repo_id}' (or it is private: set HF_TOKEN)") from e
     except RevisionNotFoundError as e:
         raise ModelNotFound(f"{repo_id} has no revision '{revision}'") from e
+    except HFValidationError as e:  # e.g. a name over 96 characters or with '--'
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelNotFound(f"'{ref}' is not a valid Hub repo id: {reason}") from e
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
         reason = "local_files_only is set" if local_files_only else _unreachable_reason(e)
         raise HubUnavailable(f"{ref} is not (fully) in the local cache and {reason}") from e

@@ -261,3 +261,24 @@ def test_push_to_hub_then_load_gives_identical_tensors(hub, gl, tiny):
     assert git_blob_oid(files["model.safetensors"]) == git_blob_oid(tiny.files["model.safetensors"])
     r = gl.load("owner/pushed")
     assert_loads(r, tiny, revision=pushed.value["commit"])
+
+
+# ----- deployment size limit (GENLIB_MAX_MODEL_BYTES) -----
+def test_size_limit_refuses_from_the_header_before_downloading(hub, gl, tiny):
+    hub.add_repo(REPO, tiny.files)
+    size = sum(e - s for s, e in (t["data_offsets"] for k, t in tiny.header()[0].items() if k != "__metadata__"))
+    r = gl.load(REPO, env={"GENLIB_MAX_MODEL_BYTES": str(size - 1)})
+    assert r.raised("NotAllowed", "GENLIB_MAX_MODEL_BYTES", "nothing downloaded"), r
+    assert weights_blob(tiny) not in gl.cached_files(), "only the header may be read, nothing cached"
+    assert_loads(gl.load(REPO, env={"GENLIB_MAX_MODEL_BYTES": str(size + 1000)}), tiny)
+
+
+def test_size_limit_applies_to_cached_and_local_models_too(hub, gl, tiny):
+    hub.add_repo(REPO, tiny.files)
+    assert_loads(gl.load(REPO), tiny)
+    r = gl.load(REPO, env={"GENLIB_MAX_MODEL_BYTES": "100", "HF_HUB_OFFLINE": "1"})
+    assert r.raised("NotAllowed", "on disk"), r
+    r = gl.load(str(tiny.folder), env={"GENLIB_MAX_MODEL_BYTES": "100"})
+    assert r.raised("NotAllowed", "over this deployment's limit"), r
+    r = gl.load(REPO, env={"GENLIB_MAX_MODEL_BYTES": "lots"})
+    assert r.raised("NotAllowed", "must be a number of bytes"), r
