@@ -181,7 +181,11 @@ def resolve(
         return ModelSource(ref, "embedded", folder, f"genlib/{EMBEDDED[ref]}", _content_revision(folder))
     path = Path(ref).expanduser()
     limit = max_model_bytes()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a folder
+        is_dir = False
+    if is_dir:
         _check_local_folder(path, ref)
         _check_local_size(ref, path, limit)
         return ModelSource(ref, "local", path.resolve(), path.name, _content_revision(path))
