@@ -16,6 +16,7 @@ import threading
 
 import gradio as gr
 
+from genlib.credentials import credentials_status
 from genlib.errors import GenlibError
 from genlib.hub import EMBEDDED, WEIGHTS_DIR
 from genlib.images import AI_LABEL, read_png_info
@@ -35,6 +36,7 @@ service = LocalService()
 MODEL_LIMIT = dict(concurrency_id="models", concurrency_limit=2, time_limit=180)
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 512
+FACE_BATCH = int(os.environ.get("GENLIB_FACE_BATCH", "16"))  # queued face requests run in one forward pass
 N_DIRECTIONS = 6  # direction sliders shown (a model with fewer directions refuses the extra ones clearly)
 _stop_flags: dict[str, threading.Event] = {}
 
@@ -234,6 +236,7 @@ def build() -> gr.Blocks:
             "small, all running on a CPU. **Every image here is AI-generated** and its PNG says which model, "
             "revision and seed made it."
         )
+        gr.Markdown(f"<small>{credentials_status()}</small>")
         with gr.Tab("Faces"):
             gr.Markdown(not_ready_note("faces"))
             with gr.Row():
@@ -278,7 +281,7 @@ def build() -> gr.Blocks:
                 f_gallery,
                 api_name="faces",
                 batch=True,
-                max_batch_size=16,
+                max_batch_size=FACE_BATCH,
                 **MODEL_LIMIT,
             )
             i_go.click(
