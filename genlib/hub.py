@@ -29,7 +29,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import get_session
+from huggingface_hub.utils import get_session, validate_repo_id
 
 from genlib.errors import BadWeights, GatedModel, HubUnavailable, ModelNotFound, NotAllowed, NotSafetensors
 
@@ -195,6 +195,10 @@ def resolve(
         raise ModelNotFound(
             f"'{ref}' is not an embedded model ({known}), an existing folder or a Hub repo id 'owner/name[@rev]'"
         )
+    try:
+        validate_repo_id(repo_id)  # the Hub's own rules: at most 96 characters, no '--' or '..'
+    except HFValidationError as e:
+        raise ModelNotFound(f"'{ref}' is not a valid Hub repo id: {e}") from e
     if limit is not None and not local_files_only and not constants.HF_HUB_OFFLINE:
         with _bounded_hub_calls():
             _check_remote_size(ref, repo_id, revision, token, limit)
