@@ -17,6 +17,7 @@ from genlib.models.base import GenlibModel
 
 # Refuse models whose config asks for more parameters than this (override with GENLIB_MAX_PARAMS).
 MAX_PARAMS = int(float(os.environ.get("GENLIB_MAX_PARAMS", "4e9")))
+MAX_CONFIG_BYTES = 1 << 20  # real configs are a few KB; a huge one is refused unread
 _FLOAT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
 
@@ -48,10 +49,15 @@ def read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise BadConfig(f"{folder.name}: no config.json")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise BadConfig(f"config.json is {size:,} bytes; genlib reads at most {MAX_CONFIG_BYTES:,}")
     try:
         cfg = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadConfig(f"config.json is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise BadConfig("config.json is nested too deeply to be a model config") from e
     if not isinstance(cfg, dict):
         raise BadConfig("config.json must hold a JSON object")
     return cfg
