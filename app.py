@@ -265,6 +265,20 @@ def build() -> gr.Blocks:
             f_go = gr.Button("Generate faces", variant="primary")
             gr.Markdown(f"<span class='ai-label'>⚠ {AI_LABEL}: these people do not exist.</span>")
             f_gallery = gr.Gallery(label=f"{AI_LABEL} faces", columns=4, format="png", height="auto")
+            gr.Examples(  # cached on first use (lazy): start-up stays fast, later clicks are instant
+                [
+                    ["faces", 0, 8, 0.7, 128, "nearest"],
+                    ["faces", 42, 4, 1.0, 256, "lanczos"],
+                    ["faces", 7, 16, 0.5, 64, "nearest"],
+                ],
+                [f_model, f_seed, f_n, f_psi, f_size, f_method],
+                f_gallery,
+                fn=generate_faces,
+                batch=True,
+                cache_examples=embedded_ready("faces"),
+                cache_mode="lazy",
+                api_visibility="private",
+            )
             with gr.Accordion("Interpolate between two seeds", open=False):
                 with gr.Row():
                     i_a = gr.Number(0, precision=0, label="Seed A", minimum=0)
@@ -319,6 +333,15 @@ def build() -> gr.Blocks:
             l_go = gr.Button("Generate landscapes", variant="primary")
             gr.Markdown(f"<span class='ai-label'>⚠ {AI_LABEL}: these places do not exist.</span>")
             l_gallery = gr.Gallery(label=f"{AI_LABEL} landscapes", columns=4, format="png", height="auto")
+            gr.Examples(
+                [["landscapes", 0, 8, 1.0, 128, "nearest"], ["landscapes", 100, 4, 0.7, 256, "lanczos"]],
+                [l_model, l_seed, l_n, l_temp, l_size, l_method],
+                l_gallery,
+                fn=generate_landscapes,
+                cache_examples=embedded_ready("landscapes"),
+                cache_mode="lazy",
+                api_visibility="private",
+            )
             with gr.Accordion("Steer with latent directions", open=False):
                 gr.Markdown(
                     "Each slider moves the sample (the seed above, one image) along a principal direction of the "
@@ -413,6 +436,15 @@ def build() -> gr.Blocks:
                 t_go = gr.Button("Generate", variant="primary")
                 t_stop = gr.Button("Stop")
             t_out = gr.Textbox(label="Output (AI-generated text)", lines=10)
+            gr.Examples(  # fill the inputs only: text streams, and each run is the user's own
+                [
+                    ["stories", "Once upon a time, there was a little fox who", False],
+                    ["stories", "Tom and his sister found a box in the garden.", False],
+                    ["HuggingFaceTB/SmolLM2-135M-Instruct", "What is the capital of France?", True],
+                ],
+                [t_model, t_prompt, t_chat],
+                cache_examples=False,
+            )
             t_speed = gr.Markdown()
             t_inputs = [t_model, t_prompt, t_chat, t_max, t_temp, t_top_p, t_top_k, t_seed]
             t_load.click(load_text, t_model, t_status, api_name="load_text_model", **MODEL_LIMIT)
