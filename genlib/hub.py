@@ -169,6 +169,8 @@ def resolve(
     tqdm_class: type | None = None,
 ) -> ModelSource:
     """Resolve a reference to a local folder, downloading Hub files into the cache if needed."""
+    if ref is not None and not isinstance(ref, str):
+        raise ModelNotFound(f"a model reference is a string, got {type(ref).__name__}")
     if not ref or not ref.strip():
         raise ModelNotFound("empty model reference")
     ref = ref.strip()

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from genlib.errors import BadConfig, BadWeights
+from genlib.errors import BadConfig, BadInput, BadWeights
 from genlib.hub import ModelSource, resolve
 from genlib.models import MODEL_TYPES
 from genlib.models.base import GenlibModel
@@ -24,6 +24,19 @@ _FLOAT_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloa
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """A torch device that exists here (None: CUDA when available, else the CPU); BadInput otherwise."""
+    if device is None:
+        return default_device()
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise BadInput(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from e
+    if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
+        raise BadInput(f"device {device!r} is not available here (CUDA GPUs: {torch.cuda.device_count()})")
+    return d
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -134,7 +147,7 @@ def load_folder(
     if not weights.is_file():
         raise BadWeights(f"{folder.name}: no model.safetensors")
     check_weights(model, weights)
-    target = torch.device(device) if device is not None else default_device()
+    target = parse_device(device)
     torch_dtype = parse_dtype(dtype)
     try:
         with safe_open(str(weights), framework="pt", device="cpu") as f:  # memory-mapped
@@ -165,6 +178,7 @@ def load(
     tqdm_class: type | None = None,
 ) -> GenlibModel:
     """Load a model from an embedded name, a folder, or a Hub repo `owner/name[@revision]`."""
+    parse_device(device)  # a bad device is refused before anything is downloaded
     source = resolve(ref, local_files_only=local_files_only, token=token, tqdm_class=tqdm_class)
     try:
         return load_folder(source.path, source=source, device=device, dtype=dtype)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import torch
 
-from genlib.errors import NotAllowed, WrongTask
+from genlib.errors import ModelNotFound, NotAllowed, WrongTask
 from genlib.hub import EMBEDDED
 from genlib.loading import load
 from genlib.models.base import GenlibModel
@@ -55,6 +55,8 @@ class ModelStore:
         tqdm_class: type | None = None,
     ) -> GenlibModel:
         """The loaded model for `ref`, loading it on first use; WrongTask if it is not a `task` model."""
+        if not isinstance(ref, str):
+            raise ModelNotFound(f"a model reference is a string, got {type(ref).__name__}")
         ref = ref.strip()
         self.check_allowed(ref)
         key = (ref, dtype, device or "auto")

@@ -24,7 +24,7 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deeply
         raise BadConfig(f"{path.name} is not valid JSON: {e}") from e
     if not isinstance(d, dict):
         raise BadConfig(f"{path.name} must hold a JSON object")
