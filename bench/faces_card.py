@@ -2,6 +2,9 @@
 
     python bench/faces.py --grid weights/faces-gan64 --json /tmp/faces-bench.json
     python bench/faces_card.py --bench /tmp/faces-bench.json --train-info ~/genlib-runs/faces/train_info.json
+
+The bias-audit and memorisation sections (between `<!-- NAME:start -->` / `<!-- NAME:end -->` markers, filled
+by `bench/bias.py --card` and `bench/memorisation.py --card`) are carried over from the existing card.
 """
 
 from __future__ import annotations
@@ -12,7 +15,67 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from card import read_section, section  # noqa: E402
+
 from genlib.train.cards import write_card  # noqa: E402
+
+AUDITS = ("bias-audit", "memorisation")
+
+INTENDED_USE = """## Intended use
+A teaching and demo model: show what a GAN is, how seeds, truncation and interpolation behave, and
+what generated faces get wrong; and research on generative models and on auditing them (the bias and
+memorisation sections below). Non-commercial only (see Data licences).
+
+## Out-of-scope use
+- Impersonation, fake profiles or accounts, or passing an output off as a photograph of a real person:
+  the outputs are not photographs and show no one (and the memorisation check says how close they come to
+  the training faces).
+- Using outputs as real people's photos anywhere a real photo is expected: identity documents, dating or
+  social profiles, news, evidence, testimonials.
+- Identifying, recognising or describing real people, or inferring anyone's age, gender, race or any other
+  attribute; and drawing conclusions about groups of people from what the model draws.
+- Commercial use (the training data's terms forbid it), and removing or forging the AI-generated marks and
+  content credentials."""
+
+LICENCES = """## Data licences
+- **UTKFace** (Zhang, Song and Qi, CVPR 2017): "available for non-commercial research purposes only"; the
+  copyright of the images stays with their original owners. 21,975 training crops, from the files committed in
+  `mattans/AgeProgression` (no licence file).
+- **CelebA** (Liu et al., ICCV 2015, MMLAB CUHK): "available for non-commercial research purposes only"; the
+  images come from the web and CUHK does not own their copyright; no redistribution for commercial use. 9,707
+  training crops, from `karthikSingireddy/cs389-hw4` (no licence file).
+- So these weights and their outputs are for **non-commercial research and demos only** (`license: other`,
+  `non-commercial-research` above); genlib's Apache-2.0 licence covers its code, not this model.
+  `closest-pairs.png` (written by the memorisation check) shows 8 training faces, under the same terms.
+
+## Verifying an image's credentials
+Every PNG genlib writes from this model carries text chunks (model, revision, seed, `ai_generated`) and
+IPTC `DigitalSourceType = trainedAlgorithmicMedia` in XMP. With a signing key configured it also carries a
+signed C2PA manifest (`c2pa.created`, `trainedAlgorithmicMedia`, and the generator, model, revision and seed),
+whose hash covers the pixels:
+
+```bash
+python -m genlib make-cert certs/     # a local demo chain; prints the two export lines
+export GENLIB_C2PA_CERT=$PWD/certs/cert.pem GENLIB_C2PA_KEY=$PWD/certs/key.pem
+python -m genlib generate face --n 4 --seed 0 --out faces/
+python -m genlib info-image faces/000000.png   # "content_credentials": valid / invalid (why) / none
+```
+
+Any edit to the pixels makes it `invalid`. A make-cert chain is verifiable but not from a trusted signer
+(`"trusted": false`; `GENLIB_C2PA_TRUST=certs/root.pem` trusts your own root on your machine). Any C2PA
+reader can check the same manifest. A missing credential proves nothing: marks and manifests can be
+stripped, so an unmarked face is not thereby a photograph."""
+
+
+def audit_sections(readme: Path) -> str:
+    """The audit sections of the existing card (or placeholders), with their markers."""
+    text = readme.read_text() if readme.exists() else ""
+    titles = {"bias-audit": "## Bias audit (perceived attributes)", "memorisation": "## Memorisation check"}
+    parts = []
+    for name in AUDITS:
+        content = read_section(text, name)
+        parts.append(f"{titles[name]}\n{section(name, content) if content else section(name)}")
+    return "\n\n".join(parts)
 
 
 def main() -> None:
@@ -21,7 +84,7 @@ def main() -> None:
     p.add_argument("--train-info", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("weights/faces-gan64"))
     p.add_argument("--command", default="python -m genlib.train.gan --data ../shared/data/faces/train.zip "
-                   "--out weights/faces-gan64 --run-dir ~/genlib-runs/faces --minutes 55")
+                   "--out weights/faces-gan64 --run-dir ~/genlib-runs/faces --minutes 100")
     args = p.parse_args()
     b, t = json.loads(args.bench.read_text()), json.loads(args.train_info.read_text())
     floor = b["floor_swd"]["mean"]
@@ -87,21 +150,23 @@ the floor compares 1,000 training faces with the same held-out set. Face rate: O
 
 Speed on this CPU (fp32): {b['images_per_s']['batch1']:.0f} images/s at batch 1, {b['images_per_s']['batch64']:.0f} images/s at batch 64.
 
-## Intended use
-A teaching and demo model: show what a GAN is, how seeds, truncation and interpolation behave, and
-what generated faces get wrong. Not for identifying, describing or making claims about real people.
+{INTENDED_USE}
+
+{audit_sections(args.out / "README.md")}
 
 ## Limitations
 - 64x64 only; at this size and training budget faces are recognisable but often distorted (asymmetric
   eyes, smeared backgrounds and hair, warped glasses); the numbers above say how far from real they are.
 - It reproduces the biases of UTKFace and CelebA (age, gender and skin-tone mix, poses, lighting, web
-  celebrity photos); an attribute audit is planned, not yet done.
+  celebrity photos); the bias audit above measures how a classifier perceives what it draws.
 - Truncation (ψ < 1) trades variety for cleaner faces and narrows the range of people it draws.
 
 ## Misuse
 Generated faces can be used for fake profiles, impersonation and misinformation. genlib marks every
 PNG (text chunks, and IPTC `DigitalSourceType = trainedAlgorithmicMedia` in XMP) and the app labels
 every output as AI-generated; do not strip these marks or present outputs as photographs of real people.
+
+{LICENCES}
 """
     print(write_card(args.out, metadata=metadata, body=body))
 
