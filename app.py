@@ -3,6 +3,7 @@
     python app.py                 # http://127.0.0.1:7860, offline, embedded models
     python app.py --share         # also a public share link (needs network)
     python app.py --mcp           # also Gradio's MCP server
+    python app.py --ray auto      # models on a Ray cluster (`python -m genlib serve` first; needs requirements-ray.txt)
 
 Layout and wiring only: every function here calls genlib.service.LocalService.
 """
@@ -467,7 +468,24 @@ def share_reachable(host: str = "api.gradio.app", timeout: float = 3.0) -> bool:
         return False
 
 
+def ray_service(address: str):  # noqa: ANN201
+    """genlib.serve.RayService connected to `address`; a one-line error and exit 2 (1) without Ray (a cluster)."""
+    import sys
+
+    try:
+        from genlib.serve import RayService
+    except ImportError as e:
+        print(f"genlib: --ray needs Ray Serve: pip install -r requirements-ray.txt ({e})", file=sys.stderr)
+        sys.exit(2)
+    try:
+        return RayService(address)
+    except GenlibError as e:
+        print(f"genlib: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main() -> None:
+    global service
     p = argparse.ArgumentParser(description="genlib's Gradio app")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
@@ -478,7 +496,15 @@ def main() -> None:
         default=os.environ.get("GRADIO_MCP_SERVER") == "1",
         help="also serve Gradio's MCP server",
     )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=os.environ.get("GENLIB_RAY_ADDRESS"),
+        help="run the models on the Ray Serve deployments at ADDRESS (auto, HOST:6379 or ray://HOST:10001)",
+    )
     args = p.parse_args()
+    if args.ray:
+        service = ray_service(args.ray)
     if args.share and not share_reachable():
         print(f"genlib: no network for a share link; serving locally only at http://{args.host}:{args.port}")
         args.share = False
