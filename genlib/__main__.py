@@ -4,6 +4,7 @@
     python -m genlib generate face --n 16 --seed 0 --out faces/
     python -m genlib generate text --prompt "Once upon a time" --max-new-tokens 100 --seed 0
     python -m genlib pull HuggingFaceTB/SmolLM2-135M-Instruct@main
+    python -m genlib serve --replicas 2      # Ray Serve deployments for `python app.py --ray auto`
 
 REF is an embedded model name (faces, landscapes, stories), a local folder, or a Hub repo id with an
 optional revision (owner/name@branch, @tag or @40-hex-commit). Exit codes: 0 ok, 1 model or runtime
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL["text"], metavar="REF")
     p.add_argument("--file", type=Path, required=True)
     _model_args(p)
+    p = sub.add_parser("serve", help="start the Ray Serve deployments on a running Ray cluster (requirements-ray.txt)")
+    p.add_argument("--address", default="auto", help="Ray cluster: auto, HOST:6379 or ray://HOST:10001")
+    p.add_argument("--replicas", type=int, default=1, help="replicas per model family")
+    p.add_argument("--cpus-per-replica", type=float, default=1.0)
+    p.add_argument("--gpus-per-replica", type=float, default=0.0)
+    p.add_argument("--max-batch", type=int, default=16, help="face requests batched into one forward pass")
     return parser
 
 
@@ -221,6 +228,12 @@ def run(args: argparse.Namespace) -> None:
         print(f"wrote {out} in {time.time() - t:.1f}s", file=sys.stderr)
     elif args.command == "eval-text":
         cmd_eval_text(args)
+    elif args.command == "serve":
+        try:
+            from genlib import serve
+        except ImportError as e:
+            raise BadInput(f"serve needs Ray Serve: pip install -r requirements-ray.txt ({e})") from e
+        serve.main(args.address, args.replicas, args.cpus_per_replica, args.max_batch, args.gpus_per_replica)
 
 
 def main(argv: list[str] | None = None) -> int:

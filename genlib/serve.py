@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from ray import serve
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
-from genlib.errors import GenlibError
+from genlib.errors import BadInput, GenlibError
 from genlib.service import FaceRequest, LocalService
 
 APPS = {"faces": "genlib-faces", "landscapes": "genlib-landscapes", "text": "genlib-text"}
@@ -91,6 +92,7 @@ class Faces(_Replica):
         super().__init__(threads)
         self._batch.set_max_batch_size(max_batch)
         self._batch.set_batch_wait_timeout_s(batch_wait_s)
+        self.sizes: deque[int] = deque(maxlen=1000)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _batch(self, requests: list[FaceRequest]) -> list[Any]:
@@ -98,6 +100,7 @@ class Faces(_Replica):
 
     def _run_batch(self, requests: list[FaceRequest]) -> list[Any]:
         """Each request's Files, or its error: a bad request or model fails only the requests that asked for it."""
+        self.sizes.append(len(requests))
         out: list[Any] = [self.service.check_face_request(r) for r in requests]
         by_model: dict[str, list[int]] = {}
         for i, r in enumerate(requests):
@@ -120,6 +123,10 @@ class Faces(_Replica):
 
     def face_interpolation(self, *args: Any) -> Any:
         return _packed(self.service.face_interpolation(*args))
+
+    def batch_sizes(self) -> list[int]:
+        """How many requests each recent batch of this replica held (for tests and benchmarks)."""
+        return list(self.sizes)
 
 
 @serve.deployment(name="Landscapes")
@@ -354,6 +361,8 @@ def _upload_bytes(upload: Any) -> Any:
 
 def main(address: str, replicas: int, cpus_per_replica: float, max_batch: int, gpus_per_replica: float = 0.0) -> None:
     """`python -m genlib serve`: start the deployments on the cluster at `address` and block until Ctrl-C."""
+    if replicas < 1 or max_batch < 1 or cpus_per_replica <= 0 or gpus_per_replica < 0:
+        raise BadInput("--replicas and --max-batch must be >= 1, --cpus-per-replica > 0, --gpus-per-replica >= 0")
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
