@@ -78,6 +78,8 @@ def open_upload(
         im = Image.open(io.BytesIO(data), formats=FORMATS)  # lazy: reads the header only
     except Image.DecompressionBombError as e:
         raise BadInput(f"image refused as a decompression bomb: {e}") from e
+    except UnidentifiedImageError as e:  # PIL's message names only the in-memory buffer object
+        raise BadInput(f"not an image genlib can read (accepted: {', '.join(FORMATS)})") from e
     except _ERRORS as e:
         raise BadInput(f"not an image genlib can read (accepted: {', '.join(FORMATS)}): {e}") from e
     with im:
