@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -186,8 +187,9 @@ def deploy(
     max_batch: int = 16,
     gpus_per_replica: float = 0.0,
     batch_wait_s: float = 0.01,
+    tasks: tuple[str, ...] = tuple(APPS),
 ) -> dict[str, Any]:
-    """Run the three deployments (one Serve application each, handles only, no HTTP) on the connected cluster."""
+    """Run the deployments of `tasks` (one Serve application each, handles only, no HTTP) on the connected cluster."""
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     actor = {
@@ -205,11 +207,30 @@ def deploy(
         "landscapes": Landscapes.options(**opts, max_ongoing_requests=8).bind(threads),
         "text": Text.options(**opts, max_ongoing_requests=8).bind(threads),
     }
+    apps = {task: app for task, app in apps.items() if task in tasks}
     targets = [serve.RunTarget(app, name=APPS[task], route_prefix=None) for task, app in apps.items()]
     return dict(zip(apps, serve.run_many(targets), strict=True))  # started together, ready when this returns
 
 
 # ----- the app's side -----
+def connect(address: str) -> None:
+    """ray.init(address); a one-line ServeUnavailable at once if HOST:PORT does not answer (Ray would retry for
+    minutes) or no cluster is found."""
+    hostport = address.removeprefix("ray://")
+    if address != "auto" and ":" in hostport:
+        host, _, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as e:
+            raise ServeUnavailable(
+                f"no Ray cluster answers at {address} ({e}); start one with `ray start --head`"
+            ) from e
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ServeUnavailable(f"no Ray cluster at {address!r} ({e}); start one with `ray start --head`") from e
+
+
 class RayService:
     """The methods of genlib.service.LocalService that app.py calls, run by the Serve deployments.
 
@@ -223,20 +244,29 @@ class RayService:
         self, address: str | None = "auto", out_dir: str | Path | None = None, retries: int = 5, timeout_s: float = 300
     ) -> None:
         if not ray.is_initialized():
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                raise ServeUnavailable(f"no Ray cluster at {address!r} ({e}); start one with `ray start --head`") from e
+            connect(address or "auto")
         try:
-            self.handles = {task: serve.get_app_handle(name) for task, name in APPS.items()}
-        except Exception as e:  # noqa: BLE001 - Serve raises several types for a missing app or controller
+            running = set(serve.status().applications)
+        except Exception as e:  # noqa: BLE001 - Serve raises several types when it is not running
+            running, why = set(), f" ({e})"
+        else:
+            why = ""
+        self.handles = {task: serve.get_app_handle(name) for task, name in APPS.items() if name in running}
+        if not self.handles:
             raise ServeUnavailable(
-                f"the genlib deployments are not running on this cluster ({e}); start them with `python -m genlib serve`"
-            ) from e
+                f"the genlib deployments are not running on this cluster{why}; start them with `python -m genlib serve`"
+            )
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="genlib-"))
         self.retries, self.timeout_s, self.retried = retries, timeout_s, 0
         self._counter = 0
         self._lock = threading.Lock()
+
+    def _handle(self, task: str) -> Any:
+        if task not in self.handles:
+            raise ServeUnavailable(
+                f"{APPS[task]} is not deployed on this cluster (`python -m genlib serve` runs all three)"
+            )
+        return self.handles[task]
 
     def _new_dir(self, kind: str) -> Path:
         with self._lock:
@@ -263,7 +293,7 @@ class RayService:
 
     def _call_many(self, task: str, method: str, calls: list[tuple[tuple, dict]]) -> list[Any]:
         """Send every call at once (so a replica can batch them), then wait; retried calls go one by one."""
-        h = getattr(self.handles[task], method)
+        h = getattr(self._handle(task), method)
         responses = [h.remote(*a, **kw) for a, kw in calls]
         out = []
         for (a, kw), resp in zip(calls, responses, strict=True):
@@ -320,7 +350,7 @@ class RayService:
         within one token). If the replica dies, the stream restarts elsewhere and skips the pieces already sent."""
         sent = 0
         for attempt in range(self.retries + 1):
-            gen = self.handles["text"].options(stream=True).stream.remote(ref, prompt, chat, settings)
+            gen = self._handle("text").options(stream=True).stream.remote(ref, prompt, chat, settings)
             done = False
             try:
                 for k, piece in enumerate(gen):
@@ -363,10 +393,7 @@ def main(address: str, replicas: int, cpus_per_replica: float, max_batch: int, g
     """`python -m genlib serve`: start the deployments on the cluster at `address` and block until Ctrl-C."""
     if replicas < 1 or max_batch < 1 or cpus_per_replica <= 0 or gpus_per_replica < 0:
         raise BadInput("--replicas and --max-batch must be >= 1, --cpus-per-replica > 0, --gpus-per-replica >= 0")
-    try:
-        ray.init(address=address, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ServeUnavailable(f"no Ray cluster at {address!r} ({e}); start one with `ray start --head`") from e
+    connect(address)
     t = time.time()
     deploy(replicas, cpus_per_replica, max_batch, gpus_per_replica)
     print(
