@@ -181,6 +181,40 @@ class Text(_Replica):
             await asyncio.shield(worker)
 
 
+def application(
+    task: str,
+    replicas: int = 1,
+    cpus_per_replica: float = 1.0,
+    max_batch: int = 16,
+    gpus_per_replica: float = 0.0,
+    batch_wait_s: float = 0.01,
+) -> Any:
+    """The Serve application of one model family ("faces", "landscapes" or "text"), bound and ready to run."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    actor = {
+        "num_cpus": float(cpus_per_replica),
+        "num_gpus": float(gpus_per_replica),
+        "runtime_env": {"env_vars": {**env, "PYTHONPATH": pythonpath}},  # genlib importable where it is installed
+    }
+    threads = max(1, round(float(cpus_per_replica)))
+    opts = dict(num_replicas=int(replicas), ray_actor_options=actor)
+    if task == "faces":
+        batch = int(max_batch)
+        return Faces.options(**opts, max_ongoing_requests=max(8, 2 * batch)).bind(threads, batch, float(batch_wait_s))
+    if task == "landscapes":
+        return Landscapes.options(**opts, max_ongoing_requests=8).bind(threads)
+    if task == "text":
+        return Text.options(**opts, max_ongoing_requests=8).bind(threads)
+    raise BadInput(f"task must be one of {', '.join(APPS)}, got {task!r}")
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """For Serve config files (`serve deploy`, KubeRay serveConfigV2): import_path genlib.serve:app_builder,
+    args {task: faces, replicas: 2, cpus_per_replica: 1, max_batch: 16}."""
+    return application(**args)
+
+
 def deploy(
     replicas: int = 1,
     cpus_per_replica: float = 1.0,
@@ -190,24 +224,8 @@ def deploy(
     tasks: tuple[str, ...] = tuple(APPS),
 ) -> dict[str, Any]:
     """Run the deployments of `tasks` (one Serve application each, handles only, no HTTP) on the connected cluster."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    actor = {
-        "num_cpus": cpus_per_replica,
-        "num_gpus": gpus_per_replica,
-        "runtime_env": {"env_vars": {**env, "PYTHONPATH": pythonpath}},  # genlib importable where it is installed
-    }
-    threads = max(1, round(cpus_per_replica))
     serve.start(proxy_location="Disabled")
-    opts = dict(num_replicas=replicas, ray_actor_options=actor)
-    apps = {
-        "faces": Faces.options(**opts, max_ongoing_requests=max(8, 2 * max_batch)).bind(
-            threads, max_batch, batch_wait_s
-        ),
-        "landscapes": Landscapes.options(**opts, max_ongoing_requests=8).bind(threads),
-        "text": Text.options(**opts, max_ongoing_requests=8).bind(threads),
-    }
-    apps = {task: app for task, app in apps.items() if task in tasks}
+    apps = {t: application(t, replicas, cpus_per_replica, max_batch, gpus_per_replica, batch_wait_s) for t in tasks}
     targets = [serve.RunTarget(app, name=APPS[task], route_prefix=None) for task, app in apps.items()]
     return dict(zip(apps, serve.run_many(targets), strict=True))  # started together, ready when this returns
 

@@ -273,3 +273,14 @@ def test_photo_bytes_helper_keeps_paths_it_cannot_read(tmp_path):
     assert _upload_bytes(str(p)) == buf.getvalue()
     assert _upload_bytes("/no/such/file.png") == "/no/such/file.png"  # the replica refuses it as in-process
     assert _upload_bytes(3) == 3 and _upload_bytes(None) is None
+
+
+def test_serve_config_builder_takes_string_args():
+    pytest.importorskip("ray")
+    from genlib.errors import BadInput
+    from genlib.serve import app_builder
+
+    d = app_builder({"task": "faces", "replicas": "2", "cpus_per_replica": "1", "max_batch": "8"})._bound_deployment
+    assert (d.name, d.num_replicas, d.ray_actor_options["num_cpus"], d.init_args) == ("Faces", 2, 1.0, (1, 8, 0.01))
+    with pytest.raises(BadInput, match="task must be one of faces, landscapes, text"):
+        app_builder({"task": "music"})
