@@ -502,9 +502,16 @@ def main() -> None:
         default=os.environ.get("GENLIB_RAY_ADDRESS"),
         help="run the models on the Ray Serve deployments at ADDRESS (auto, HOST:6379 or ray://HOST:10001)",
     )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="model calls in flight at once (default 2; 32 with --ray, where the replicas do the work)",
+    )
     args = p.parse_args()
     if args.ray:
         service = ray_service(args.ray)
+    MODEL_LIMIT["concurrency_limit"] = args.concurrency or (32 if args.ray else 2)
     if args.share and not share_reachable():
         print(f"genlib: no network for a share link; serving locally only at http://{args.host}:{args.port}")
         args.share = False
