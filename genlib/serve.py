@@ -397,7 +397,6 @@ class RayService:
 def _upload_bytes(upload: Any) -> Any:
     """A file path on the app's machine -> its bytes (replicas may run elsewhere); seeds, bytes and None as they are."""
     if isinstance(upload, (str, os.PathLike)):
-        from genlib.errors import BadInput
         from genlib.uploads import MAX_BYTES, _read
 
         try:
@@ -412,6 +411,12 @@ def main(address: str, replicas: int, cpus_per_replica: float, max_batch: int, g
     if replicas < 1 or max_batch < 1 or cpus_per_replica <= 0 or gpus_per_replica < 0:
         raise BadInput("--replicas and --max-batch must be >= 1, --cpus-per-replica > 0, --gpus-per-replica >= 0")
     connect(address)
+    need, have = len(APPS) * replicas * cpus_per_replica, ray.cluster_resources().get("CPU", 0)
+    if need > have:
+        raise BadInput(
+            f"{len(APPS)} deployments x {replicas} replica(s) x {cpus_per_replica:g} CPU need {need:g} CPUs; the cluster "
+            f"has {have:g} (lower --cpus-per-replica, or `ray start --head --num-cpus N`)"
+        )
     t = time.time()
     deploy(replicas, cpus_per_replica, max_batch, gpus_per_replica)
     print(
