@@ -401,15 +401,23 @@ CLI_ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "code", "fragment"), [r[1:] for r in CLI_ROWS], ids=[r[0] for r in CLI_ROWS])
-def test_cli(args, code, fragment, dirs, tiny_text_folder, tmp_path):
+@pytest.fixture(scope="module")
+def cli_runs(dirs, tiny_text_folder, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every CLI row's subprocess, run a few at a time up front (each pays for an interpreter and torch)."""
+    out = tmp_path_factory.mktemp("cli-out")
+    fields = dict(gan=dirs.gan, text=tiny_text_folder, pickle=dirs.pickle, out=out, notpng=dirs.text_png, blank="  ")
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        runs = {row[0]: pool.submit(cli, *(a.format(**fields) for a in row[1].split())) for row in CLI_ROWS}
+    return {k: f.result() for k, f in runs.items()}
+
+
+@pytest.mark.parametrize(
+    ("row_id", "code", "fragment"), [(r[0], *r[2:]) for r in CLI_ROWS], ids=[r[0] for r in CLI_ROWS]
+)
+def test_cli(row_id, code, fragment, cli_runs, dirs, tmp_path):
     from genlib.__main__ import main
 
-    fields = dict(
-        gan=dirs.gan, text=tiny_text_folder, pickle=dirs.pickle, out=tmp_path / "out", notpng=dirs.text_png, blank="  "
-    )
-    argv = [a.format(**fields) for a in args.split()]
-    r = cli(*argv)
+    r = cli_runs[row_id]
     assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
