@@ -342,8 +342,13 @@ def test_text_streams_grows_and_stop_stops_it(page, tiny_text_folder, slow_text)
     assert lengths == sorted(lengths)  # and only grows
 
     panel.get_by_role("button", name="Stop", exact=True).click()
-    time.sleep(0.5)
-    stopped = output_text(panel)
+    stopped, deadline = output_text(panel), time.monotonic() + 10
+    while time.monotonic() < deadline:  # the last pieces in flight arrive; then nothing more
+        time.sleep(0.3)
+        now = output_text(panel)
+        if now == stopped:
+            break
+        stopped = now
     time.sleep(1.5)  # 30 more pieces' worth of time
     assert output_text(panel) == stopped, "text kept growing after Stop"
     full = genlib.load(str(tiny_text_folder)).generate("Once upon", max_new_tokens=80, temperature=0.0)
