@@ -1,7 +1,7 @@
 """App start-up and latency: seconds from `python app.py` to the first page, and p50/p95 of requests.
 
-    python bench/app.py                      # start-up (3 runs) + 50 face requests + 10 text requests
-    python bench/app.py --concurrency 8      # also N users at once (errors are counted)
+python bench/app.py                      # start-up (3 runs) + 50 face requests + 10 text requests
+python bench/app.py --concurrency 8      # also N users at once (errors are counted)
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ def free_port() -> int:
 def start(port: int) -> tuple[subprocess.Popen, float]:
     t0 = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
@@ -76,14 +81,17 @@ def main() -> None:
             t = time.perf_counter()
             c.predict("faces", i, 1, 1.0, 64, "nearest", api_name="/faces")
             lat.append(time.perf_counter() - t)
-        print(f"one face via gradio_client: p50 {1e3 * pct(lat, 0.5):.0f} ms, p95 {1e3 * pct(lat, 0.95):.0f} ms "
-              f"({len(lat)} requests)")
+        print(
+            f"one face via gradio_client: p50 {1e3 * pct(lat, 0.5):.0f} ms, p95 {1e3 * pct(lat, 0.95):.0f} ms "
+            f"({len(lat)} requests)"
+        )
 
         def one(i: int) -> tuple[float, bool]:
             t = time.perf_counter()
             try:
                 Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
-                    "faces", 1000 + i, 4, 0.7, 128, "nearest", api_name="/faces")
+                    "faces", 1000 + i, 4, 0.7, 128, "nearest", api_name="/faces"
+                )
                 return time.perf_counter() - t, True
             except Exception:
                 return time.perf_counter() - t, False
@@ -92,8 +100,10 @@ def main() -> None:
         with ThreadPoolExecutor(args.concurrency) as pool:
             res = list(pool.map(one, range(n)))
         ok = [t for t, good in res if good]
-        print(f"{args.concurrency} concurrent users, {n} requests of 4 faces: {n - len(ok)} errors, "
-              f"p50 {1e3 * pct(ok, 0.5):.0f} ms, p95 {1e3 * pct(ok, 0.95):.0f} ms")
+        print(
+            f"{args.concurrency} concurrent users, {n} requests of 4 faces: {n - len(ok)} errors, "
+            f"p50 {1e3 * pct(ok, 0.5):.0f} ms, p95 {1e3 * pct(ok, 0.95):.0f} ms"
+        )
         if args.texts:
             try:
                 lat = []
@@ -101,8 +111,10 @@ def main() -> None:
                     t = time.perf_counter()
                     c.predict("stories", "Once upon a time", False, 32, 0.8, 0.95, 50, i, api_name="/text")
                     lat.append(time.perf_counter() - t)
-                print(f"32-token story via gradio_client: p50 {1e3 * pct(lat, 0.5):.0f} ms, "
-                      f"p95 {1e3 * pct(lat, 0.95):.0f} ms")
+                print(
+                    f"32-token story via gradio_client: p50 {1e3 * pct(lat, 0.5):.0f} ms, "
+                    f"p95 {1e3 * pct(lat, 0.95):.0f} ms"
+                )
             except Exception as e:  # the story model may not be trained yet
                 print(f"text: {type(e).__name__}: {e}")
     finally:

@@ -60,7 +60,9 @@ def main() -> None:
     train, held = split_names(names, args.holdout)
     real = load_images(args.data, held, model.config.resolution)[: args.n]
     rng = np.random.default_rng(0)
-    other = load_images(args.data, sorted(rng.choice(train, len(real), replace=False).tolist()), model.config.resolution)
+    other = load_images(
+        args.data, sorted(rng.choice(train, len(real), replace=False).tolist()), model.config.resolution
+    )
     res: dict = {"model": args.model, "revision": model.source.revision, "n": len(real)}
     res["floor_swd"] = swd(other, real)
     res["real_face_rate"] = face_rate(real)
@@ -75,14 +77,18 @@ def main() -> None:
     print(json.dumps(res, indent=1))
     print("\n| set | SWD x1e3 (mean) | per level 64/32/16 | Haar face rate |\n|---|---|---|---|")
     f = res["floor_swd"]
-    print(f"| real vs real (floor) | {f['mean']:.2f} | {f['64']:.2f} / {f['32']:.2f} / {f['16']:.2f} | "
-          f"{res['real_face_rate']:.3f} (held-out), {res['train_face_rate']:.3f} (train) |")
+    print(
+        f"| real vs real (floor) | {f['mean']:.2f} | {f['64']:.2f} / {f['32']:.2f} / {f['16']:.2f} | "
+        f"{res['real_face_rate']:.3f} (held-out), {res['train_face_rate']:.3f} (train) |"
+    )
     for k, v in res.items():
         if k.startswith("psi="):
             s = v["swd"]
-            print(f"| generated {k} | {s['mean']:.2f} ({s['mean'] / f['mean']:.2f}x floor) | "
-                  f"{s['64']:.2f} / {s['32']:.2f} / {s['16']:.2f} | {v['face_rate']:.3f} "
-                  f"({v['face_rate'] / res['real_face_rate']:.2f}x real) |")
+            print(
+                f"| generated {k} | {s['mean']:.2f} ({s['mean'] / f['mean']:.2f}x floor) | "
+                f"{s['64']:.2f} / {s['32']:.2f} / {s['16']:.2f} | {v['face_rate']:.3f} "
+                f"({v['face_rate'] / res['real_face_rate']:.2f}x real) |"
+            )
     print(f"\nimages/s: batch 1 {res['images_per_s']['batch1']:.1f}, batch 64 {res['images_per_s']['batch64']:.1f}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

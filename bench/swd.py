@@ -55,8 +55,16 @@ def _sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, dirs: int, repeats: in
     return float(np.mean(results))
 
 
-def swd(images_a: np.ndarray, images_b: np.ndarray, min_res: int = 16, per_image: int = 128, patch: int = 7,
-        dirs: int = 512, repeats: int = 4, seed: int = 0) -> dict[str, float]:
+def swd(
+    images_a: np.ndarray,
+    images_b: np.ndarray,
+    min_res: int = 16,
+    per_image: int = 128,
+    patch: int = 7,
+    dirs: int = 512,
+    repeats: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
     """SWD x1e3 per pyramid level (keyed by resolution) and their mean; inputs (N, H, W, 3) uint8, same N."""
     if len(images_a) != len(images_b):
         raise ValueError("SWD compares sets of the same size")
