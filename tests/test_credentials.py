@@ -237,3 +237,39 @@ def test_cli_make_cert_then_info_image_verdicts(unsigned_env, tmp_path):
     assert trusted["status"] == "valid" and trusted["trusted"] and "(trusted signer)" in trusted["summary"]
     assert tampered["status"] == "invalid" and "assertion.dataHash.mismatch" in tampered["summary"]
     assert none["status"] == "none"
+
+
+def test_a_face_from_the_cli_validates_and_a_tampered_copy_does_not(unsigned_env, chain, tmp_path):
+    import torch
+
+    from genlib.models.gan import GANConfig, Generator
+
+    torch.manual_seed(0)
+    Generator(GANConfig(resolution=16, z_dim=8, w_dim=8, channels=8)).save_pretrained(tmp_path / "gan")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GENLIB_C2PA_")}
+    signing = {**base, credentials.ENV_CERT: str(chain[0]), credentials.ENV_KEY: str(chain[1])}
+    r = cli(
+        "generate",
+        "face",
+        "--model",
+        str(tmp_path / "gan"),
+        "--n",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
+        env=signing,
+    )
+    assert r.returncode == 0, r.stderr
+    tamper_pixel(tmp_path / "out" / "000001.png", tmp_path / "t.png")
+    for name, status, seed in [
+        ("out/000000.png", "valid", "5"),
+        ("out/000001.png", "valid", "6"),
+        ("t.png", "invalid", "6"),
+    ]:
+        r = cli("info-image", str(tmp_path / name), env=base)
+        assert r.returncode == 0, r.stderr
+        cc = json.loads(r.stdout)["content_credentials"]
+        assert cc["status"] == status, cc
+        assert cc["provenance"]["seed"] == seed
