@@ -225,6 +225,20 @@ def generate_text(model, prompt, chat, max_new_tokens, temperature, top_p, top_k
         raise one_line(e) from e
 
 
+# Sampling defaults per known text model: (chat, max new tokens, temperature, top-p, top-k).
+TEXT_DEFAULTS = {
+    "stories": (False, 120, 0.8, 0.95, 50),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": (True, 200, 0.2, 0.9, 50),
+    "openai-community/gpt2": (False, 100, 0.9, 0.95, 50),
+}
+
+
+def text_defaults(model: str):  # noqa: ANN201
+    """The picked model's sampling defaults; other references keep what the user set."""
+    d = TEXT_DEFAULTS.get((model or "").strip().split("@")[0])
+    return [gr.skip()] * 5 if d is None else list(d)
+
+
 def stop_text(request: gr.Request) -> None:
     _stop_flags.setdefault(request.session_hash or "anon", threading.Event()).set()
 
@@ -449,6 +463,9 @@ def build() -> gr.Blocks:
             t_speed = gr.Markdown()
             t_inputs = [t_model, t_prompt, t_chat, t_max, t_temp, t_top_p, t_top_k, t_seed]
             t_load.click(load_text, t_model, t_status, api_name="load_text_model", **MODEL_LIMIT)
+            t_model.change(
+                text_defaults, t_model, [t_chat, t_max, t_temp, t_top_p, t_top_k], api_name=False, queue=False
+            )
             t_go.click(
                 generate_text, t_inputs, [t_out, t_speed], api_name="text", validator=validate_text, **MODEL_LIMIT
             )
