@@ -153,9 +153,9 @@ def markdown(r: dict) -> str:
     lines += [
         "",
         f"**Near-duplicates of a training face** (16x16 grey distance < {DUPLICATE:g}, SOURCES.md's threshold): {dup}. "
-        f"Held-out real faces: {r['duplicates']['held_out']} (none can be: the data builder removed near-duplicates "
-        "across the whole set before splitting, so the held-out distances start above the threshold; the "
-        "generated ones are not filtered).",
+        f"Held-out real faces: {r['duplicates']['held_out']} (the data builder removed near-duplicates across the "
+        "whole set before splitting, but without mirroring: a held-out face under the threshold here matches a "
+        "mirrored training face; the generated ones are not filtered at all).",
         "",
         f"![closest pairs]({Path(r['image']).name})",
         "",
