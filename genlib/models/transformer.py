@@ -603,11 +603,14 @@ class Transformer(GenlibModel):
         return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
 
     def _packed(self) -> bool:
-        """Pack (or re-pack changed) linear weights for oneDNN when this is bf16 inference on the CPU."""
+        """Pack (or re-pack changed) linear weights for oneDNN for inference on the CPU (bf16 or fp32).
+
+        Measured on a 2-core EPYC: a batch-1 fp32 matmul through the packed weight reads memory about twice as
+        fast as F.linear (the lm_head of SmolLM2: 17 vs 9 GB/s), at the cost of a second copy of the weights."""
         w = self.tok_emb.weight
         if not _PACK or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or w.device.type != "cpu":
             return False
-        if w.dtype != torch.bfloat16:  # fp32 batch-1 matmuls are memory-bound either way: no second copy
+        if w.dtype not in (torch.bfloat16, torch.float32):
             return False
         ok = pack_linear(self._head_pack, self.head_weight)
         for blk in self.blocks:
