@@ -166,8 +166,11 @@ def fetch_png(page, src: str) -> Image.Image:
     return im
 
 
-def error_toast(page, timeout: float = TIMEOUT_MS / 1000) -> str:
-    toast = page.locator(".toast-body.error").last
+def error_toast(page, timeout: float = TIMEOUT_MS / 1000, containing: str | None = None) -> str:
+    """The one line of the newest error toast (the newest holding `containing`: an earlier toast may still be
+    fading out when the next one appears)."""
+    toast = page.locator(".toast-body.error")
+    toast = (toast.filter(has_text=containing) if containing else toast).last
     toast.wait_for(timeout=timeout * 1000)
     lines = [ln.strip() for ln in toast.inner_text().splitlines() if ln.strip() not in ("", "×", "Error")]
     assert len(lines) == 1, lines
@@ -236,7 +239,7 @@ def test_faces_bad_input_shows_one_line_and_the_tab_still_works(page, gan_ref):
     set_model(panel, gan_ref)
     set_number(panel, "Seed", -5)
     panel.get_by_role("button", name="Generate faces").click()
-    assert "less than minimum value 0" in error_toast(page)
+    assert "less than minimum value 0" in error_toast(page, containing="less than minimum value 0")
     close_toasts(page)
 
     set_number(panel, "Seed", 3)
