@@ -149,7 +149,7 @@ def write_card(folder: Path, results: list[dict], n: int) -> None:
     text = path.read_text()
     if CARD_BEGIN not in text or CARD_END not in text:
         raise SystemExit(f"{path} has no {CARD_BEGIN} ... {CARD_END} block to fill")
-    from genlib.train.vae import cpu_name
+    from genlib.train.common import cpu_name
 
     block = (
         f"{CARD_BEGIN}\nMeasured by `bench/landscapes.py` on {n} held-out images ({n} samples, seeds 10000 and up,"

@@ -282,13 +282,9 @@ def tiny_zip(path: Path, n: int = 24) -> Path:
     return path
 
 
-@pytest.mark.parametrize("plain", [False, True])
-def test_trainer_runs_resumes_and_writes_a_loadable_model(tmp_path, plain):
-    from genlib.train.vae import main
-
-    data = tiny_zip(tmp_path / "train.zip")
-    run, out = tmp_path / "run", tmp_path / "model"
-    args = [
+def tiny_args(data: Path, run: Path, out: Path, latent_dim: int = 8) -> list[str]:
+    """Trainer arguments for a 16 px model that trains in seconds."""
+    return [
         "--data",
         str(data),
         "--out",
@@ -298,7 +294,7 @@ def test_trainer_runs_resumes_and_writes_a_loadable_model(tmp_path, plain):
         "--resolution",
         "16",
         "--latent-dim",
-        "8",
+        str(latent_dim),
         "--channels",
         "8",
         "--max-channels",
@@ -321,7 +317,16 @@ def test_trainer_runs_resumes_and_writes_a_loadable_model(tmp_path, plain):
         "1",
         "--threads",
         "1",
-    ] + (["--plain"] if plain else [])
+    ]
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_trainer_runs_resumes_and_writes_a_loadable_model(tmp_path, plain):
+    from genlib.train.vae import main
+
+    data = tiny_zip(tmp_path / "train.zip")
+    run, out = tmp_path / "run", tmp_path / "model"
+    args = tiny_args(data, run, out) + (["--plain"] if plain else [])
     main(args + ["--max-steps", "3"])
     main(args + ["--max-steps", "5"])  # resumes from the checkpoint
     log = (run / "log.txt").read_text()
@@ -352,3 +357,33 @@ def test_embedded_landscapes_model_is_deterministic_and_has_directions():
     assert torch.allclose(m.directions @ m.directions.T, torch.eye(len(s)), atol=1e-4)
     card = (WEIGHTS_DIR / EMBEDDED["landscapes"] / "README.md").read_text()
     assert "license: other" in card and "## Training data" in card
+
+
+def test_trainer_init_from_starts_at_the_given_model(tmp_path):
+    from genlib.train.vae import main
+
+    data = tiny_zip(tmp_path / "train.zip")
+    first = tmp_path / "first"
+    main(tiny_args(data, tmp_path / "run1", first) + ["--max-steps", "3"])
+    # No training steps: the new model is the first one, re-saved (its prior refitted from the same weights).
+    second = tmp_path / "second"
+    main(tiny_args(data, tmp_path / "run2", second) + ["--init-from", str(first), "--minutes", "0"])
+    a, b = genlib.load(str(first)), genlib.load(str(second))
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.allclose(ta, tb, atol=1e-5), name
+    assert "initialised the encoder + decoder" in (tmp_path / "run2" / "log.txt").read_text()
+    card = (second / "README.md").read_text()
+    assert f"Initialised from `{first}`" in card and "trained from scratch" not in card
+    # Another architecture is refused by name, before any training.
+    with pytest.raises(SystemExit, match="latent_dim"):
+        main(tiny_args(data, tmp_path / "run3", tmp_path / "third", latent_dim=4) + ["--init-from", str(first)])
+
+
+def test_trainers_take_bf16_on_off_or_auto():
+    from genlib.train import gan, text, vae
+    from genlib.train.common import cpu_has_bf16, use_bf16
+
+    for module in (gan, text, vae):
+        assert use_bf16(module.parse_args(["--no-bf16"])) is False
+        assert use_bf16(module.parse_args(["--bf16"])) is True
+        assert use_bf16(module.parse_args([])) is cpu_has_bf16()  # auto: bf16 only where the CPU has it

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from genlib.images import grid
 from genlib.models.gan import Discriminator, GANConfig, Generator
 from genlib.train.checkpoint import load_checkpoint, save_checkpoint
+from genlib.train.common import add_bf16_argument, cpu_name, log, use_bf16
 from genlib.train.data import load_images, split_names, zip_names
 
 
@@ -50,19 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampling generator")
     p.add_argument("--holdout", type=int, default=1000, help="last N images of the zip kept out of training")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPUs with AVX-512 BF16)")
+    add_bf16_argument(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     p.add_argument("--sample-minutes", type=float, default=10.0)
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
     return p.parse_args(argv)
-
-
-def log(run_dir: Path, msg: str) -> None:
-    line = time.strftime("%H:%M:%S ") + msg
-    print(line, flush=True)
-    with open(run_dir / "log.txt", "a") as f:
-        f.write(line + "\n")
 
 
 def real_batch(data: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
@@ -113,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     step, train_s = meta["step"], meta["train_seconds"]
     gen = torch.Generator().manual_seed(args.seed + step)
     fixed_z = g_ema.latents(list(range(64)))
-    bf16 = not args.no_bf16
+    bf16 = use_bf16(args)
     budget = args.minutes * 60
     last_ckpt = last_sample = time.time()
     tick, stats = time.time(), []
@@ -185,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         "bf16_autocast": bf16,
         "train_images": len(train_names),
         "holdout": args.holdout,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     (run_dir / "train_info.json").write_text(json.dumps(info, indent=1))
     log(run_dir, f"done: {info}; model written to {args.out}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -31,6 +30,7 @@ from genlib.textgen import evaluate_bits_per_byte
 from genlib.tokenizer import Tokenizer
 from genlib.train.cards import write_card
 from genlib.train.checkpoint import load_checkpoint, save_checkpoint
+from genlib.train.common import add_bf16_argument, cpu_name, log, use_bf16
 
 EOT = "<|endoftext|>"
 SAMPLE_PROMPTS = ("Once upon a time", "One day, a little boy named Tom", "Lily and her mom went to the park")
@@ -65,18 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPUs with AVX-512 BF16)")
+    add_bf16_argument(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--eval-minutes", type=float, default=5.0, help="held-out loss and a checkpoint this often")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
     return p.parse_args(argv)
-
-
-def log(run_dir: Path, msg: str) -> None:
-    line = time.strftime("%H:%M:%S ") + msg
-    print(line, flush=True)
-    with open(run_dir / "log.txt", "a") as f:
-        f.write(line + "\n")
 
 
 # ----------------------------------------------------------------------------- data
@@ -227,7 +220,7 @@ The output is not filtered for safety.
   {info["epochs"]:.1f} epochs of {info["train_tokens"]:,} training tokens); best held-out loss at step {info["best_step"]:,}
 - Time: {info["train_minutes"]:.1f} minutes; hardware: {info["hardware"]}
 - AdamW (lr {args.lr}, cosine to {args.min_lr_frac} x by the time budget, weight decay {args.weight_decay}), dropout
-  {args.dropout}, bf16 autocast: {not args.no_bf16}, seed {args.seed}
+  {args.dropout}, bf16 autocast: {use_bf16(args)}, seed {args.seed}
 - Architecture: {args.layers} layers, d_model {args.d_model}, {args.heads} heads ({args.kv_heads} KV heads),
   SwiGLU width {args.d_ff}, context {args.context}, tied embeddings
 
@@ -315,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     log(run_dir, f"model: {model.num_parameters() / 1e6:.2f}M parameters, {cfg.n_layer} layers, d_model {cfg.d_model}")
     torch.manual_seed(args.seed + step)
     gen = torch.Generator().manual_seed(args.seed + step)
-    bf16 = not args.no_bf16
+    bf16 = use_bf16(args)
     budget = args.minutes * 60
     best_path = run_dir / "best.safetensors"
 
@@ -388,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         "heldout_bits_per_byte": final["bits_per_byte"],
         "heldout_tokens": final["tokens"],
         "heldout_bytes": final["bytes"],
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     model.save_pretrained(args.out)
     write_model_card(args, info, samples)

@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -37,6 +36,7 @@ from genlib.images import grid
 from genlib.models.gan import tensor_to_pil
 from genlib.models.vae import VAE, Discriminator, VAEConfig
 from genlib.train.checkpoint import load_checkpoint, save_checkpoint
+from genlib.train.common import add_bf16_argument, cpu_name, log, use_bf16
 from genlib.train.data import load_images, split_names, zip_names
 
 CL = torch.channels_last  # oneDNN's convolutions run about 10% faster on NHWC tensors here
@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoints, log and sample grids (outside the repo)",
     )
     p.add_argument("--minutes", type=float, default=70.0, help="training time budget, summed over resumes")
+    p.add_argument(
+        "--init-from",
+        metavar="REF",
+        help="start from this model's encoder + decoder (a folder, embedded name or owner/name@rev; its architecture"
+        " must match; the discriminator and optimisers start fresh): continue or fine-tune a trained model",
+    )
     p.add_argument("--plain", action="store_true", help="plain VAE baseline: no discriminator, no feature matching")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=128)
@@ -76,30 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema-kimg", type=float, default=10.0, help="half-life of the EMA model in thousands of images")
     p.add_argument("--holdout", type=int, default=500, help="last N images of the zip kept out of training")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-bf16", action="store_true", help="train in float32 (slower on CPUs with AVX-512 BF16)")
+    add_bf16_argument(p)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     p.add_argument("--sample-minutes", type=float, default=10.0)
     p.add_argument("--log-every", type=int, default=25, help="log averaged losses every N steps")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
     return p.parse_args(argv)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def log(run_dir: Path, msg: str) -> None:
-    line = time.strftime("%H:%M:%S ") + msg
-    print(line, flush=True)
-    with open(run_dir / "log.txt", "a") as f:
-        f.write(line + "\n")
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -155,6 +144,23 @@ def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last: torch.
 
 
 @torch.no_grad()
+def init_from(vae: VAE, stats: LatentStats, ref: str) -> None:
+    """Copy a trained model's weights into `vae` (same architecture) and start `stats` at its fitted prior."""
+    import genlib
+
+    src = genlib.load(ref)
+    if not isinstance(src, VAE):
+        raise SystemExit(f"--init-from {ref} is a {type(src).__name__}, not a landscapes VAE")
+    if src.config != vae.config:
+        diff = {k: (v, getattr(vae.config, k)) for k, v in asdict(src.config).items() if getattr(vae.config, k) != v}
+        raise SystemExit(f"--init-from {ref} has another architecture (its value, this run's): {diff}")
+    vae.load_state_dict(src.state_dict())
+    mean, factor = src.prior_mean.double(), src.prior_factor.double()
+    stats.mean.copy_(mean)
+    stats.second.copy_(factor @ factor.T + torch.outer(mean, mean))
+
+
+@torch.no_grad()
 def encode_all(model: VAE, data: np.ndarray, batch: int = 256) -> torch.Tensor:
     return torch.cat([model.encoder(to_tensor(data[i : i + batch]))[0].float() for i in range(0, len(data), batch)])
 
@@ -199,9 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     torch.manual_seed(args.seed)
     vae = VAE(cfg).to(memory_format=CL)
+    stats = LatentStats(cfg.latent_dim, args.stats_decay)
+    if args.init_from:  # overwritten below by a checkpoint of this run, if there is one
+        init_from(vae, stats, args.init_from)
+        log(run_dir, f"initialised the encoder + decoder and the latent Gaussian from {args.init_from}")
     vae_ema = copy.deepcopy(vae).eval().requires_grad_(False)
     opt_ae = torch.optim.Adam(vae.parameters(), lr=args.lr, betas=(args.beta1, 0.99))
-    stats = LatentStats(cfg.latent_dim, args.stats_decay)
     modules: dict[str, torch.nn.Module] = {"vae": vae, "vae_ema": vae_ema, "latent_stats": stats}
     optims: dict[str, torch.optim.Optimizer] = {"ae": opt_ae}
     d = None
@@ -210,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         modules["d"] = d
         optims["d"] = torch.optim.Adam(d.parameters(), lr=args.lr, betas=(args.beta1, 0.99))
     run_config = {"plain": args.plain, "d_channels": args.d_channels, "data": str(args.data), **asdict(cfg)}
+    if args.init_from:
+        run_config["init_from"] = args.init_from
     ckpt = run_dir / "checkpoint"
     meta = load_checkpoint(ckpt, modules, optims) if ckpt.with_suffix(".json").exists() else None
     if meta is not None and meta.get("run_config") != run_config:
@@ -227,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         [torch.randn(cfg.latent_dim, generator=torch.Generator().manual_seed(s)) for s in range(64)]
     )
     fixed_x = to_tensor(data[:32])
-    bf16 = not args.no_bf16
+    bf16 = use_bf16(args)
     budget = args.minutes * 60
     session_start = last_ckpt = last_sample = time.time()
     tick, tick_step, rows, last_mean = time.time(), step, [], {}
@@ -370,6 +381,13 @@ def model_card(args: argparse.Namespace, info: dict) -> str:
         else f" feature matching {args.fm}, adversarial {args.adv} x adaptive weight (from step {args.adv_start},"
         f" recomputed every {args.adapt_every}), R1 {args.r1} every {args.r1_every} steps,"
     )
+    origin = f"trained from `{args.init_from}` onwards" if args.init_from else "trained from scratch"
+    init = (
+        f"- Initialised from `{args.init_from}` (encoder, decoder and latent Gaussian; discriminator and optimisers"
+        " new): the steps and minutes below are this run's only, on top of that model's own training\n"
+        if args.init_from
+        else ""
+    )
     return f"""---
 license: other
 license_name: research-non-commercial
@@ -394,7 +412,7 @@ metrics:
 # {name}
 
 A {info["parameters"] / 1e6:.1f}M-parameter {arch} for {args.resolution}x{args.resolution} landscapes
-(forest, glacier, mountain, sea), trained from scratch on the CPU by `genlib.train.vae`. It samples new scenes
+(forest, glacier, mountain, sea), {origin} on the CPU by `genlib.train.vae`. It samples new scenes
 from a {args.latent_dim}-d Gaussian prior fitted to the encoded training images, encodes a photo (centre-cropped
 to a square, Lanczos-resized to {args.resolution} px) into that latent, reconstructs it, makes variations,
 interpolates between seeds and photos, and moves along the {args.directions} principal directions of the training
@@ -444,7 +462,7 @@ use them as evidence of anything. Every PNG genlib writes carries its provenance
 `trainedAlgorithmicMedia`); do not strip it.
 
 ## Training
-- Command: `{info["command"]}`
+{init}- Command: `{info["command"]}`
 - Steps: {info["steps"]:,} (batch {info["batch"]}, {info["images_seen"]:,} images seen, {info["epochs"]:.1f} epochs
   of {info["train_images"]:,} images, random horizontal flips), in {info["sessions"]} session(s)
 - Time: {info["train_minutes"]} minutes of training steps ({info["wall_minutes"]} minutes wall clock with sampling and
