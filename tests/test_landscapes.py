@@ -184,6 +184,45 @@ def test_the_fitted_prior_matches_the_latents(vae):
     assert torch.allclose(vae.latents([5], temperature=0.0)[0], vae.prior_mean)
 
 
+def test_a_mixture_prior_samples_its_components_by_weight(tmp_path):
+    from genlib.train.vae import fit_mixture
+
+    torch.manual_seed(0)
+    m = VAE(VAEConfig(**{**CFG.__dict__, "prior_components": 3}))
+    # Three well-separated clusters of latents, 20% / 30% / 50% of them; EM must find them.
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[-6.0] * 8, [0.0] * 8, [6.0] * 8])
+    labels = torch.tensor([0] * 400 + [1] * 600 + [2] * 1000)
+    latents = centres[labels] + 0.5 * torch.randn(2000, 8, generator=g)
+    m.set_prior(latents)
+    m.set_mixture(*fit_mixture(latents, 3, seed=0))
+    m.save_pretrained(tmp_path)
+    vae3 = genlib.load(str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["prior_components"] == 3
+    order = torch.argsort(vae3.mixture_means[:, 0])
+    assert torch.allclose(vae3.mixture_weights[order], torch.tensor([0.2, 0.3, 0.5]), atol=1e-3)
+    assert torch.allclose(vae3.mixture_means[order], centres, atol=0.1)
+    z = vae3.latents(list(range(4000)))
+    nearest = torch.cdist(z, centres).argmin(1)
+    assert torch.allclose(torch.bincount(nearest, minlength=3) / 4000.0, torch.tensor([0.2, 0.3, 0.5]), atol=0.03)
+    assert (torch.cdist(z, centres).min(1).values < 4).all()  # every sample inside a cluster, none between
+    # Per seed, whatever the batch; temperature 0 is the seed's component mean.
+    assert torch.equal(vae3.latents([7])[0], z[7]) and torch.equal(vae3.latents([3, 7])[1], z[7])
+    assert torch.allclose(vae3.latents([7], temperature=0.0)[0], vae3.mixture_means[order][nearest[7]], atol=1e-6)
+    assert same(vae3.generate(1, seed=7)[0], vae3.decode(z[7]))
+    with pytest.raises(ValueError, match="one Gaussian"):
+        VAE(CFG).set_mixture(*fit_mixture(latents, 3, seed=0))
+
+
+@pytest.mark.parametrize("k", [0, 257, 2.5])
+def test_bad_prior_components_are_refused_by_name(tmp_path, vae_dir, k):
+    config = json.loads((vae_dir / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "prior_components": k}))
+    (tmp_path / "model.safetensors").write_bytes((vae_dir / "model.safetensors").read_bytes())
+    with pytest.raises(BadConfig, match="prior_components"):
+        genlib.load(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
@@ -317,6 +356,8 @@ def tiny_args(data: Path, run: Path, out: Path, latent_dim: int = 8) -> list[str
         "1",
         "--threads",
         "1",
+        "--prior-components",
+        "2",
     ]
 
 

@@ -59,13 +59,15 @@ class VAEConfig:
     channels: int = 32  # channels at full resolution; doubled per octave down, capped at max_channels
     max_channels: int = 256
     n_directions: int = 8  # principal directions of the training latents stored with the weights
+    prior_components: int = 1  # 1: one Gaussian prior; K > 1: a mixture of K full-covariance Gaussians
 
     def channels_at(self, res: int) -> int:
         return min(self.max_channels, self.channels * (self.resolution // res))
 
 
 def _check_config(d: dict[str, Any]) -> VAEConfig:
-    cfg = check_image_config(VAEConfig, d, {"latent_dim": 4096, "channels": 4096, "max_channels": 4096})
+    limits = {"latent_dim": 4096, "channels": 4096, "max_channels": 4096, "prior_components": 256}
+    cfg = check_image_config(VAEConfig, d, limits)
     if not 1 <= cfg.n_directions <= cfg.latent_dim:
         raise BadConfig(f"config.json: n_directions={cfg.n_directions} is outside [1, latent_dim={cfg.latent_dim}]")
     return cfg
@@ -153,6 +155,11 @@ class VAE(GenlibModel):
         self.register_buffer("prior_factor", torch.eye(d))
         self.register_buffer("directions", torch.eye(d)[:k].clone())
         self.register_buffer("direction_scales", torch.ones(k))
+        if config.prior_components > 1:  # set by `set_mixture`: weights, means and Cholesky factors
+            m = config.prior_components
+            self.register_buffer("mixture_weights", torch.full((m,), 1.0 / m))
+            self.register_buffer("mixture_means", torch.zeros(m, d))
+            self.register_buffer("mixture_factors", torch.eye(d).repeat(m, 1, 1))
         init_weights(self)
         if self.encoder.head.weight.device.type != "meta":
             with torch.no_grad():
@@ -173,12 +180,23 @@ class VAE(GenlibModel):
 
     # ----- latents -----
     def latents(self, seeds: list[int], temperature: float = 1.0) -> torch.Tensor:
-        """One prior latent per seed (float32, CPU): prior_mean + temperature * prior_factor @ eps, with eps from
-        the seed's own CPU generator, one seed at a time, so a seed's latent does not depend on the batch."""
+        """One prior latent per seed (float32, CPU), drawn from the seed's own CPU generator, one seed at a time, so
+        a seed's latent does not depend on the batch. One Gaussian: prior_mean + temperature * prior_factor @ eps.
+        A mixture: a uniform number picks component k by its weight, then mixture_means[k] + temperature *
+        mixture_factors[k] @ eps (temperature 0 gives the component's mean)."""
         d = self.config.latent_dim
-        mean, factor = self.prior_mean.float().cpu(), self.prior_factor.float().cpu()
-        eps = [torch.randn(d, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        return torch.stack([mean + temperature * (factor @ e) for e in eps])
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        if self.config.prior_components == 1:
+            mean, factor = self.prior_mean.float().cpu(), self.prior_factor.float().cpu()
+            return torch.stack([mean + temperature * (factor @ torch.randn(d, generator=g)) for g in gens])
+        cdf = self.mixture_weights.double().cpu().cumsum(0)
+        means, factors = self.mixture_means.float().cpu(), self.mixture_factors.float().cpu()
+        out = []
+        for g in gens:
+            u = torch.rand(1, generator=g, dtype=torch.float64) * cdf[-1]
+            k = min(int(torch.searchsorted(cdf, u)), len(cdf) - 1)
+            out.append(means[k] + temperature * (factors[k] @ torch.randn(d, generator=g)))
+        return torch.stack(out)
 
     @torch.no_grad()
     def set_prior(self, latents: torch.Tensor) -> None:
@@ -189,6 +207,15 @@ class VAE(GenlibModel):
         self.prior_factor.copy_(vecs.T * stds)  # columns: direction i times its standard deviation
         self.directions.copy_(vecs[:k])
         self.direction_scales.copy_(stds[:k])
+
+    @torch.no_grad()
+    def set_mixture(self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor) -> None:
+        """Use a Gaussian mixture (weights [K], means [K, d], covariances [K, d, d]) as the prior of `latents`."""
+        if self.config.prior_components == 1:
+            raise ValueError("this model has one Gaussian prior (config prior_components=1)")
+        self.mixture_weights.copy_(weights / weights.sum())
+        self.mixture_means.copy_(means)
+        self.mixture_factors.copy_(torch.linalg.cholesky(covariances.double()))
 
     def move(self, latent: torch.Tensor, amounts: list[float]) -> torch.Tensor:
         """Move latent(s) `amounts[i]` standard deviations along direction i (fewer amounts than directions is

@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--max-channels", type=int, default=256)
     p.add_argument("--d-channels", type=int, default=32, help="discriminator channels at full resolution")
+    p.add_argument(
+        "--prior-components",
+        type=int,
+        default=10,
+        help="Gaussians in the prior fitted to the encoded training images at the end (1 = one Gaussian)",
+    )
     p.add_argument("--directions", type=int, default=8, help="principal directions stored with the model")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -151,13 +157,36 @@ def init_from(vae: VAE, stats: LatentStats, ref: str) -> None:
     src = genlib.load(ref)
     if not isinstance(src, VAE):
         raise SystemExit(f"--init-from {ref} is a {type(src).__name__}, not a landscapes VAE")
-    if src.config != vae.config:
-        diff = {k: (v, getattr(vae.config, k)) for k, v in asdict(src.config).items() if getattr(vae.config, k) != v}
+    diff = {
+        k: (v, getattr(vae.config, k))
+        for k, v in asdict(src.config).items()
+        if getattr(vae.config, k) != v and k != "prior_components"  # the prior is refitted at the end anyway
+    }
+    if diff:
         raise SystemExit(f"--init-from {ref} has another architecture (its value, this run's): {diff}")
-    vae.load_state_dict(src.state_dict())
+    mixture = ("mixture_weights", "mixture_means", "mixture_factors")
+    state = {k: v for k, v in src.state_dict().items() if k not in mixture}
+    missing, unexpected = vae.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= set(mixture), (missing, unexpected)
     mean, factor = src.prior_mean.double(), src.prior_factor.double()
     stats.mean.copy_(mean)
     stats.second.copy_(factor @ factor.T + torch.outer(mean, mean))
+
+
+def fit_mixture(latents: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A k-component full-covariance Gaussian mixture fitted to latents [N, d] by EM (scikit-learn, k-means
+    start): (weights [k], means [k, d], covariances [k, d, d]). Ex-post density estimation as in Ghosh et al.
+    2020: the encoded images of a VAE form clusters (forests, seas, snow...) that one Gaussian blurs together,
+    so its samples fall between them."""
+    try:
+        from sklearn.mixture import GaussianMixture
+    except ImportError as e:
+        raise SystemExit("--prior-components > 1 needs scikit-learn: pip install -r requirements-dev.txt") from e
+    if len(latents) < 2 * k:
+        raise SystemExit(f"--prior-components {k} needs at least {2 * k} training images, got {len(latents)}")
+    x = latents.double().numpy()
+    gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, max_iter=500, random_state=seed).fit(x)
+    return torch.from_numpy(gm.weights_), torch.from_numpy(gm.means_), torch.from_numpy(gm.covariances_)
 
 
 @torch.no_grad()
@@ -202,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         channels=args.channels,
         max_channels=args.max_channels,
         n_directions=args.directions,
+        prior_components=args.prior_components,
     )
     torch.manual_seed(args.seed)
     vae = VAE(cfg).to(memory_format=CL)
@@ -340,6 +370,11 @@ def main(argv: list[str] | None = None) -> None:
     vae_ema.set_prior(latents)
     scales = [round(v, 3) for v in vae_ema.direction_scales.tolist()]
     log(run_dir, f"prior and directions from {len(latents)} latents in {time.time() - t_pca:.1f}s; std {scales}")
+    if cfg.prior_components > 1:
+        t_mix = time.time()
+        vae_ema.set_mixture(*fit_mixture(latents, cfg.prior_components, args.seed))
+        weights = [round(w, 3) for w in vae_ema.mixture_weights.tolist()]
+        log(run_dir, f"{cfg.prior_components}-Gaussian prior in {time.time() - t_mix:.1f}s; weights {weights}")
     sample_grids(vae_ema, vae_ema.latents(list(range(64))), fixed_x, run_dir / "samples" / f"{step:07d}.png")
     vae_ema.save_pretrained(args.out)
     info = {
@@ -381,6 +416,15 @@ def model_card(args: argparse.Namespace, info: dict) -> str:
         else f" feature matching {args.fm}, adversarial {args.adv} x adaptive weight (from step {args.adv_start},"
         f" recomputed every {args.adapt_every}), R1 {args.r1} every {args.r1_every} steps,"
     )
+    k = args.prior_components
+    prior = f"{args.latent_dim}-d Gaussian prior" if k == 1 else f"prior of {k} {args.latent_dim}-d Gaussians"
+    prior_tensors = (
+        "`prior_mean` and `prior_factor`"
+        if k == 1
+        else "`mixture_weights`, `mixture_means` and `mixture_factors`, and their overall mean and covariance as"
+        " `prior_mean` and `prior_factor`"
+    )
+    fit = " (EM in scikit-learn, k-means start)" if k > 1 else ""
     origin = f"trained from `{args.init_from}` onwards" if args.init_from else "trained from scratch"
     init = (
         f"- Initialised from `{args.init_from}` (encoder, decoder and latent Gaussian; discriminator and optimisers"
@@ -413,11 +457,10 @@ metrics:
 
 A {info["parameters"] / 1e6:.1f}M-parameter {arch} for {args.resolution}x{args.resolution} landscapes
 (forest, glacier, mountain, sea), {origin} on the CPU by `genlib.train.vae`. It samples new scenes
-from a {args.latent_dim}-d Gaussian prior fitted to the encoded training images, encodes a photo (centre-cropped
+from a {prior} fitted to the encoded training images, encodes a photo (centre-cropped
 to a square, Lanczos-resized to {args.resolution} px) into that latent, reconstructs it, makes variations,
 interpolates between seeds and photos, and moves along the {args.directions} principal directions of the training
-latents (stored in `model.safetensors` as `directions` and `direction_scales`, with the prior as `prior_mean`
-and `prior_factor`).
+latents (stored in `model.safetensors` as `directions` and `direction_scales`, with the prior as {prior_tensors}).
 
 ```python
 import genlib
@@ -468,7 +511,7 @@ use them as evidence of anything. Every PNG genlib writes carries its provenance
 - Time: {info["train_minutes"]} minutes of training steps ({info["wall_minutes"]} minutes wall clock with sampling and
   checkpoints); hardware: {info["hardware"]}
 - Adam (lr {args.lr}, betas ({args.beta1}, 0.99)), KL weight {args.kl} per nat,{gan} EMA half-life {args.ema_kimg}k images, bf16 autocast: {info["bf16_autocast"]}, seed {args.seed}
-- Architecture: latent {args.latent_dim}, channels {args.channels} at full resolution (max {args.max_channels})
+- Architecture: latent {args.latent_dim}, channels {args.channels} at full resolution (max {args.max_channels}); prior: {prior}{fit}
 - Losses at the end: {", ".join(f"{k} {v}" for k, v in info["final_losses"].items())}
 
 ## Evaluation (held-out images)
