@@ -88,7 +88,7 @@ def photo_latency(model, real: np.ndarray, reps: int = 10) -> dict[str, float]:
     return {"encode_ms": e, "decode_ms": d, "encode_decode_ms": e + d}
 
 
-def measure(ref: str, real: np.ndarray, other: np.ndarray, floor: dict, reps: int) -> dict:
+def measure(ref: str, real: np.ndarray, other: np.ndarray, floor: dict, reps: int, timed: bool = True) -> dict:
     model = genlib.load(ref, device="cpu")
     if model.config.resolution != real.shape[1]:
         raise SystemExit(f"{ref} makes {model.config.resolution} px images; the reals are {real.shape[1]} px")
@@ -108,8 +108,15 @@ def measure(ref: str, real: np.ndarray, other: np.ndarray, floor: dict, reps: in
         "recon_sharpness": detail(rec) / d_real,
         "train_sharpness": detail(other) / d_real,
         "floor_swd": floor,
-        "images_per_s": {"batch1": speed(model, 1, 10 * reps), "batch64": speed(model, 64, max(1, reps // 5))},
-        "photo": photo_latency(model, real),
+        "prior_components": model.config.prior_components,
+        **(
+            {
+                "images_per_s": {"batch1": speed(model, 1, 10 * reps), "batch64": speed(model, 64, max(1, reps // 5))},
+                "photo": photo_latency(model, real),
+            }
+            if timed
+            else {}
+        ),
     }
 
 
@@ -125,6 +132,8 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         name = Path(r["model"]).name or r["model"]
+        k = r.get("prior_components", 1)
+        name += f" ({k} Gaussians)" if k > 1 else " (1 Gaussian)"
         for key, label in (("samples_swd", "samples"), ("recon_swd", "reconstructions")):
             s = r[key]
             ps = f"{r['recon_psnr_db']:.2f}" if key == "recon_swd" else ""
@@ -134,6 +143,8 @@ def table(results: list[dict]) -> str:
             )
     lines.append("")
     for r in results:
+        if "photo" not in r:
+            continue
         name = Path(r["model"]).name or r["model"]
         sp, ph = r["images_per_s"], r["photo"]
         lines.append(
@@ -186,6 +197,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="landscapes", help="model reference (embedded name, folder, owner/name@rev)")
     p.add_argument("--baseline", default=None, help="a second model to measure on the same sets (the plain VAE)")
+    p.add_argument(
+        "--also", action="append", default=[], metavar="REF", help="more models to measure (repeatable), untimed"
+    )
+    p.add_argument("--no-speed", action="store_true", help="quality only: skip the timings")
     p.add_argument("--data", type=Path, default=Path("../shared/data/landscapes/train.zip"))
     p.add_argument("--holdout", type=int, default=500)
     p.add_argument("--n", type=int, default=500, help="held-out images and samples compared (at most --holdout)")
@@ -204,9 +219,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     other = load_images(args.data, sorted(rng.choice(train, len(real), replace=False).tolist()), res)
     floor = swd(other, real)
-    results = [measure(args.model, real, other, floor, args.reps)]
+    timed = not args.no_speed
+    results = [measure(args.model, real, other, floor, args.reps, timed)]
     if args.baseline:
-        results.append(measure(args.baseline, real, other, floor, args.reps))
+        results.append(measure(args.baseline, real, other, floor, args.reps, timed))
+    results += [measure(ref, real, other, floor, args.reps, timed=False) for ref in args.also]
     print(json.dumps(results, indent=1))
     print()
     print(table(results))

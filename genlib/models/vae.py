@@ -24,6 +24,12 @@ eigenvectors v_i (rows of `directions`, largest variance first) and standard dev
 prior_factor @ eps. During training the discriminator sees decoder samples from a running fit of the same
 Gaussian, so what `generate()` draws is what the decoder was trained to make realistic.
 
+With `prior_components` K > 1 the prior is instead a mixture of K full-covariance Gaussians fitted by EM to the
+same latents (the trainer's default, K = 10, as in Ghosh et al.'s ex-post density estimation): the encoded
+forests, seas, glaciers and mountains form clusters, and one Gaussian over all of them puts much of its mass
+between the clusters, where the decoder makes muddy in-between scenes. The single Gaussian's mean and PCA stay
+stored: they centre interpolation and variations and give the directions.
+
 No layer uses batch statistics, latents come from per-seed CPU generators, and on a CPU every image is
 encoded and decoded on its own (measured as fast as one batch there), so a seed's landscape is bit-identical
 whatever the batch it is made in, and a photo's latent whatever it is encoded with.
@@ -280,7 +286,8 @@ class VAE(GenlibModel):
         self, n: int = 1, seed: int = 0, temperature: float = 1.0, directions: list[float] | None = None
     ) -> list[Image.Image]:
         """`n` landscapes from the prior for seeds seed, seed+1, ...; temperature scales the prior's spread
-        (0 = the prior's mean, the same central image for every seed); `directions` are amounts for `move`."""
+        (0 = the prior's mean, the same central image for every seed; with a mixture prior, the mean of the
+        seed's component); `directions` are amounts for `move`."""
         check_generate_args(n, seed, temperature)
         z = self.latents(list(range(seed, seed + n)), temperature)
         if directions is not None:
