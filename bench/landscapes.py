@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from memorisation import DUPLICATE, grey16, nearest  # noqa: E402
 from swd import swd  # noqa: E402
 
 import genlib  # noqa: E402
@@ -88,13 +89,25 @@ def photo_latency(model, real: np.ndarray, reps: int = 10) -> dict[str, float]:
     return {"encode_ms": e, "decode_ms": d, "encode_decode_ms": e + d}
 
 
-def measure(ref: str, real: np.ndarray, other: np.ndarray, floor: dict, reps: int, timed: bool = True) -> dict:
+def nearest_train(images: np.ndarray, train_grey: torch.Tensor) -> np.ndarray:
+    """Each image's distance to its nearest training image, either way round (training used flips): mean absolute
+    difference of 16x16 greyscale thumbnails, SOURCES.md's near-duplicate measure (0-255 scale)."""
+    d0, _ = nearest(grey16(images), train_grey, "l1")
+    d1, _ = nearest(grey16(images[:, :, ::-1].copy()), train_grey, "l1")
+    return np.minimum(d0, d1)
+
+
+def measure(
+    ref: str, real: np.ndarray, other: np.ndarray, train: np.ndarray, floor: dict, reps: int, timed: bool = True
+) -> dict:
     model = genlib.load(ref, device="cpu")
     if model.config.resolution != real.shape[1]:
         raise SystemExit(f"{ref} makes {model.config.resolution} px images; the reals are {real.shape[1]} px")
     fake = generated(model, len(real))
     rec = reconstructed(model, real)
     d_real = detail(real)
+    train_grey = grey16(train)
+    d_fake, d_held = nearest_train(fake, train_grey), nearest_train(real, train_grey)
     return {
         "model": ref,
         "n": len(real),
@@ -109,6 +122,12 @@ def measure(ref: str, real: np.ndarray, other: np.ndarray, floor: dict, reps: in
         "train_sharpness": detail(other) / d_real,
         "floor_swd": floor,
         "prior_components": model.config.prior_components,
+        "nearest_train_grey16": {
+            "samples_median": float(np.median(d_fake)),
+            "heldout_median": float(np.median(d_held)),
+            "samples_duplicates": int((d_fake < DUPLICATE).sum()),
+            "heldout_duplicates": int((d_held < DUPLICATE).sum()),
+        },
         **(
             {
                 "images_per_s": {"batch1": speed(model, 1, 10 * reps), "batch64": speed(model, 64, max(1, reps // 5))},
@@ -142,6 +161,14 @@ def table(results: list[dict]) -> str:
                 f"| {name}: {label} | {s['mean']:.2f} ({s['mean'] / f['mean']:.2f}x floor) | {per(s)} | {ps} | {sh:.2f} |"
             )
     lines.append("")
+    for r in results:
+        nt = r["nearest_train_grey16"]
+        lines.append(
+            f"- {Path(r['model']).name or r['model']}: nearest training image (16x16 grey, mean abs. difference):"
+            f" median {nt['samples_median']:.1f} for samples, {nt['heldout_median']:.1f} for held-out photos;"
+            f" near-duplicates (< {DUPLICATE:g}): {nt['samples_duplicates']} of {r['n']} samples,"
+            f" {nt['heldout_duplicates']} of {r['n']} held-out photos"
+        )
     for r in results:
         if "photo" not in r:
             continue
@@ -220,10 +247,12 @@ def main() -> None:
     other = load_images(args.data, sorted(rng.choice(train, len(real), replace=False).tolist()), res)
     floor = swd(other, real)
     timed = not args.no_speed
-    results = [measure(args.model, real, other, floor, args.reps, timed)]
+    train_all = load_images(args.data, train, res)  # for the nearest-training-image check
+    timed = not args.no_speed
+    results = [measure(args.model, real, other, train_all, floor, args.reps, timed)]
     if args.baseline:
-        results.append(measure(args.baseline, real, other, floor, args.reps, timed))
-    results += [measure(ref, real, other, floor, args.reps, timed=False) for ref in args.also]
+        results.append(measure(args.baseline, real, other, train_all, floor, args.reps, timed))
+    results += [measure(ref, real, other, train_all, floor, args.reps, timed=False) for ref in args.also]
     print(json.dumps(results, indent=1))
     print()
     print(table(results))
