@@ -363,11 +363,25 @@ def linear(x: torch.Tensor, lin: Any, packed: bool) -> torch.Tensor:
     return F.linear(x, lin.weight, lin.bias)
 
 
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32 whatever the input dtype, then scaled in the input dtype (as Llama's reference
+    and transformers do). PyTorch's nn.RMSNorm on bf16 input lost enough precision on an AVX2 CPU (no AVX-512 BF16)
+    to change SmolLM2's greedy answers."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
 def make_norm(cfg: TransformerConfig) -> nn.Module:
     """LayerNorm for GPT-2, RMSNorm for Llama."""
-    return (
-        nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.arch == "gpt2" else nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-    )
+    return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.arch == "gpt2" else RMSNorm(cfg.d_model, cfg.norm_eps)
 
 
 class Block(nn.Module):
