@@ -98,7 +98,7 @@ def nearest_train(images: np.ndarray, train_grey: torch.Tensor) -> np.ndarray:
 
 
 def measure(
-    ref: str, real: np.ndarray, other: np.ndarray, train: np.ndarray, floor: dict, reps: int, timed: bool = True
+    ref: str, real: np.ndarray, other: np.ndarray, train_grey: torch.Tensor, floor: dict, reps: int, timed: bool = True
 ) -> dict:
     model = genlib.load(ref, device="cpu")
     if model.config.resolution != real.shape[1]:
@@ -106,7 +106,6 @@ def measure(
     fake = generated(model, len(real))
     rec = reconstructed(model, real)
     d_real = detail(real)
-    train_grey = grey16(train)
     d_fake, d_held = nearest_train(fake, train_grey), nearest_train(real, train_grey)
     return {
         "model": ref,
@@ -246,13 +245,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     other = load_images(args.data, sorted(rng.choice(train, len(real), replace=False).tolist()), res)
     floor = swd(other, real)
+    train_grey = grey16(load_images(args.data, train, res))  # for the nearest-training-image check, once
     timed = not args.no_speed
-    train_all = load_images(args.data, train, res)  # for the nearest-training-image check
-    timed = not args.no_speed
-    results = [measure(args.model, real, other, train_all, floor, args.reps, timed)]
+    results = [measure(args.model, real, other, train_grey, floor, args.reps, timed)]
     if args.baseline:
-        results.append(measure(args.baseline, real, other, train_all, floor, args.reps, timed))
-    results += [measure(ref, real, other, train_all, floor, args.reps, timed=False) for ref in args.also]
+        results.append(measure(args.baseline, real, other, train_grey, floor, args.reps, timed))
+    results += [measure(ref, real, other, train_grey, floor, args.reps, timed=False) for ref in args.also]
     print(json.dumps(results, indent=1))
     print()
     print(table(results))
